@@ -1,0 +1,98 @@
+// One instruction set's copy of every kernel.  CMakeLists.txt compiles this file
+// once per instruction set with PYOPTIM_ISA set to its name and the matching
+// -m flags; dispatch.cpp picks a table at import from the running CPU.
+#include "pyoptim/parallel.hpp"
+#include "pyoptim/segments.hpp"
+
+#define PYOPTIM_STR2(x) #x
+#define PYOPTIM_STR(x) PYOPTIM_STR2(x)
+
+namespace pyoptim {
+inline namespace PYOPTIM_ISA {
+namespace {
+
+template <class T, SgdMode kMode, bool kDecay>
+void sgd_run(const Segment* s, std::size_t n, int threads, const SgdCoeffs<T>& c) {
+  for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
+    sgd_range<T, kMode, kDecay>(static_cast<T*>(seg.p), static_cast<const T*>(seg.g),
+                                static_cast<T*>(seg.s[0]), b, e, c);
+  });
+}
+
+template <class T>
+void sgd(const Segment* s, std::size_t n, int threads, const SgdCoeffs<T>& c, SgdMode mode,
+         bool decay) {
+  switch (mode) {
+    case SgdMode::kPlain:
+      return decay ? sgd_run<T, SgdMode::kPlain, true>(s, n, threads, c)
+                   : sgd_run<T, SgdMode::kPlain, false>(s, n, threads, c);
+    case SgdMode::kMomentum:
+      return decay ? sgd_run<T, SgdMode::kMomentum, true>(s, n, threads, c)
+                   : sgd_run<T, SgdMode::kMomentum, false>(s, n, threads, c);
+    case SgdMode::kNesterov:
+      return decay ? sgd_run<T, SgdMode::kNesterov, true>(s, n, threads, c)
+                   : sgd_run<T, SgdMode::kNesterov, false>(s, n, threads, c);
+  }
+}
+
+// RMSprop slots: s[0] velocity, s[1] momentum, s[2] average gradient.
+template <class T, bool kCentered, bool kMomentum, bool kDecay>
+void rmsprop_run(const Segment* s, std::size_t n, int threads, const RmspropCoeffs<T>& c) {
+  for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
+    rmsprop_range<T, kCentered, kMomentum, kDecay>(
+        static_cast<T*>(seg.p), static_cast<const T*>(seg.g), static_cast<T*>(seg.s[0]),
+        static_cast<T*>(seg.s[1]), static_cast<T*>(seg.s[2]), b, e, c);
+  });
+}
+
+template <class T, bool kCentered, bool kMomentum>
+void rmsprop_decay(const Segment* s, std::size_t n, int threads, const RmspropCoeffs<T>& c,
+                   bool decay) {
+  decay ? rmsprop_run<T, kCentered, kMomentum, true>(s, n, threads, c)
+        : rmsprop_run<T, kCentered, kMomentum, false>(s, n, threads, c);
+}
+
+template <class T>
+void rmsprop(const Segment* s, std::size_t n, int threads, const RmspropCoeffs<T>& c,
+             bool centered, bool momentum, bool decay) {
+  if (centered) {
+    momentum ? rmsprop_decay<T, true, true>(s, n, threads, c, decay)
+             : rmsprop_decay<T, true, false>(s, n, threads, c, decay);
+  } else {
+    momentum ? rmsprop_decay<T, false, true>(s, n, threads, c, decay)
+             : rmsprop_decay<T, false, false>(s, n, threads, c, decay);
+  }
+}
+
+// Adam slots: s[0] m, s[1] v, s[2] v_hat (AMSGrad).
+template <class T, bool kAmsgrad, bool kDecay>
+void adam_run(const Segment* s, std::size_t n, int threads, const AdamCoeffs<T>& c) {
+  for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
+    adam_range<T, kAmsgrad, kDecay>(static_cast<T*>(seg.p), static_cast<const T*>(seg.g),
+                                    static_cast<T*>(seg.s[0]), static_cast<T*>(seg.s[1]),
+                                    static_cast<T*>(seg.s[2]), b, e, c);
+  });
+}
+
+template <class T>
+void adam(const Segment* s, std::size_t n, int threads, const AdamCoeffs<T>& c, bool amsgrad,
+          bool decay) {
+  if (amsgrad) {
+    decay ? adam_run<T, true, true>(s, n, threads, c) : adam_run<T, true, false>(s, n, threads, c);
+  } else {
+    decay ? adam_run<T, false, true>(s, n, threads, c)
+          : adam_run<T, false, false>(s, n, threads, c);
+  }
+}
+
+}  // namespace
+
+const KernelTable& kernel_table() {
+  static const KernelTable table{PYOPTIM_STR(PYOPTIM_ISA), &sgd<float>,  &sgd<double>,
+                                 &rmsprop<float>,          &rmsprop<double>, &adam<float>,
+                                 &adam<double>};
+  return table;
+}
+
+}  // namespace PYOPTIM_ISA
+}  // namespace pyoptim

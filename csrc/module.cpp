@@ -1,0 +1,417 @@
+// pyoptim._core: thin pybind11 bindings over the kernels.  Every argument is
+// checked in validate.cpp before any memory is modified; the GIL is released
+// around the kernel call; there is no per-element Python.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL pyoptim_ARRAY_API
+#include <numpy/arrayobject.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "dispatch.hpp"
+#include "validate.hpp"
+
+namespace pyoptim {
+namespace {
+
+int g_num_threads = 1;
+
+// ---------------------------------------------------------------- hyperparameters
+// Scalars are rounded to the parameter's dtype the way Keras rounds them: a
+// Python float such as `1 - beta_1` is computed in double and then cast once.
+
+struct SgdHyper {
+  double lr, momentum, wd;
+  bool decay;
+  SgdMode mode;
+};
+
+template <class T>
+SgdCoeffs<T> coeffs(const SgdHyper& h) {
+  return {static_cast<T>(h.lr), static_cast<T>(h.momentum), static_cast<T>(h.wd)};
+}
+
+SgdHyper parse_sgd(py::handle lr, py::handle momentum, py::handle nesterov, py::handle wd) {
+  SgdHyper h{};
+  h.lr = finite_arg(lr, "learning_rate");
+  h.momentum = unit_interval_arg(momentum, "momentum", true);
+  h.decay = optional_finite_arg(wd, "weight_decay", &h.wd);
+  if (!PyBool_Check(nesterov.ptr()) && !PyArray_IsScalar(nesterov.ptr(), Bool))
+    throw py::type_error(std::string("nesterov must be a bool, got ") + Py_TYPE(nesterov.ptr())->tp_name);
+  const bool nest = PyObject_IsTrue(nesterov.ptr()) == 1;
+  // Keras keeps (and uses) momentum buffers only when momentum != 0.
+  h.mode = h.momentum == 0.0 ? SgdMode::kPlain : (nest ? SgdMode::kNesterov : SgdMode::kMomentum);
+  return h;
+}
+
+struct RmspropHyper {
+  double lr, rho, eps, momentum, wd;
+  bool decay, centered, use_momentum;
+};
+
+template <class T>
+RmspropCoeffs<T> coeffs(const RmspropHyper& h) {
+  return {static_cast<T>(h.lr),  static_cast<T>(h.rho),      static_cast<T>(1.0 - h.rho),
+          static_cast<T>(h.eps), static_cast<T>(h.momentum), static_cast<T>(h.wd)};
+}
+
+RmspropHyper parse_rmsprop(py::handle lr, py::handle rho, py::handle eps, py::handle momentum,
+                           py::handle wd) {
+  RmspropHyper h{};
+  h.lr = finite_arg(lr, "learning_rate");
+  h.rho = unit_interval_arg(rho, "rho", false);
+  h.eps = nonnegative_arg(eps, "epsilon");
+  h.momentum = unit_interval_arg(momentum, "momentum", true);
+  h.decay = optional_finite_arg(wd, "weight_decay", &h.wd);
+  h.use_momentum = h.momentum > 0.0;
+  return h;
+}
+
+struct AdamHyper {
+  double lr, beta_1, beta_2, eps, wd;
+  long long step;
+  bool decay, amsgrad;
+};
+
+template <class T>
+AdamCoeffs<T> coeffs(const AdamHyper& h) {
+  // As Keras: local_step = T(t); beta^t = pow(T(beta), local_step);
+  // alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t), every operation in T.
+  const T lr = static_cast<T>(h.lr);
+  const T t = static_cast<T>(h.step);
+  const T b1_power = std::pow(static_cast<T>(h.beta_1), t);
+  const T b2_power = std::pow(static_cast<T>(h.beta_2), t);
+  const T alpha = lr * std::sqrt(T(1) - b2_power) / (T(1) - b1_power);
+  return {alpha, static_cast<T>(1.0 - h.beta_1), static_cast<T>(1.0 - h.beta_2),
+          static_cast<T>(h.eps), lr, static_cast<T>(h.wd)};
+}
+
+AdamHyper parse_adam(py::handle step, py::handle lr, py::handle b1, py::handle b2, py::handle eps,
+                     py::handle wd) {
+  AdamHyper h{};
+  h.step = step_arg(step);
+  h.lr = finite_arg(lr, "learning_rate");
+  h.beta_1 = unit_interval_arg(b1, "beta_1", false);
+  h.beta_2 = unit_interval_arg(b2, "beta_2", false);
+  h.eps = nonnegative_arg(eps, "epsilon");
+  h.decay = optional_finite_arg(wd, "weight_decay", &h.wd);
+  return h;
+}
+
+// ---------------------------------------------------------------- kernel calls
+
+void run(const CallChecker& c, const SgdHyper& h) {
+  const KernelTable& k = active_kernels();
+  const auto c32 = coeffs<float>(h);
+  const auto c64 = coeffs<double>(h);
+  py::gil_scoped_release nogil;
+  const auto& s32 = c.segments(DType::kFloat32);
+  const auto& s64 = c.segments(DType::kFloat64);
+  if (!s32.empty()) k.sgd_f32(s32.data(), s32.size(), g_num_threads, c32, h.mode, h.decay);
+  if (!s64.empty()) k.sgd_f64(s64.data(), s64.size(), g_num_threads, c64, h.mode, h.decay);
+}
+
+void run(const CallChecker& c, const RmspropHyper& h) {
+  const KernelTable& k = active_kernels();
+  const auto c32 = coeffs<float>(h);
+  const auto c64 = coeffs<double>(h);
+  py::gil_scoped_release nogil;
+  const auto& s32 = c.segments(DType::kFloat32);
+  const auto& s64 = c.segments(DType::kFloat64);
+  if (!s32.empty())
+    k.rmsprop_f32(s32.data(), s32.size(), g_num_threads, c32, h.centered, h.use_momentum, h.decay);
+  if (!s64.empty())
+    k.rmsprop_f64(s64.data(), s64.size(), g_num_threads, c64, h.centered, h.use_momentum, h.decay);
+}
+
+void run(const CallChecker& c, const AdamHyper& h) {
+  const KernelTable& k = active_kernels();
+  const auto c32 = coeffs<float>(h);
+  const auto c64 = coeffs<double>(h);
+  py::gil_scoped_release nogil;
+  const auto& s32 = c.segments(DType::kFloat32);
+  const auto& s64 = c.segments(DType::kFloat64);
+  if (!s32.empty()) k.adam_f32(s32.data(), s32.size(), g_num_threads, c32, h.amsgrad, h.decay);
+  if (!s64.empty()) k.adam_f64(s64.data(), s64.size(), g_num_threads, c64, h.amsgrad, h.decay);
+}
+
+// ---------------------------------------------------------------- functional API
+
+void require_buffer(bool needed, py::handle buffer, const char* name, const char* why) {
+  if (needed && buffer.is_none())
+    throw py::value_error(std::string(name) + " is required when " + why);
+}
+
+void sgd_update(py::object param, py::object grad, py::object momentum_buffer, py::object lr,
+                py::object momentum, py::object nesterov, py::object wd) {
+  const SgdHyper h = parse_sgd(lr, momentum, nesterov, wd);
+  require_buffer(h.mode != SgdMode::kPlain, momentum_buffer, "momentum_buffer", "momentum > 0");
+  static const char* const names[1] = {"momentum_buffer"};
+  PyObject* states[1] = {optional_array(momentum_buffer)};
+  CallChecker c;
+  c.add(param.ptr(), grad.ptr(), states, names, 1, -1);
+  c.check_no_overlap();
+  run(c, h);
+}
+
+void rmsprop_update(py::object param, py::object grad, py::object velocity, py::object lr,
+                    py::object rho, py::object eps, py::object momentum,
+                    py::object momentum_buffer, py::object average_grad, py::object wd) {
+  RmspropHyper h = parse_rmsprop(lr, rho, eps, momentum, wd);
+  h.centered = !average_grad.is_none();
+  require_buffer(h.use_momentum, momentum_buffer, "momentum_buffer", "momentum > 0");
+  static const char* const names[3] = {"velocity", "momentum_buffer", "average_grad"};
+  PyObject* states[3] = {velocity.ptr(), optional_array(momentum_buffer),
+                         optional_array(average_grad)};
+  CallChecker c;
+  c.add(param.ptr(), grad.ptr(), states, names, 3, -1);
+  c.check_no_overlap();
+  run(c, h);
+}
+
+void adam_update(py::object param, py::object grad, py::object m, py::object v, py::object step,
+                 py::object lr, py::object b1, py::object b2, py::object eps, py::object v_hat,
+                 py::object wd) {
+  AdamHyper h = parse_adam(step, lr, b1, b2, eps, wd);
+  h.amsgrad = !v_hat.is_none();
+  static const char* const names[3] = {"m", "v", "v_hat"};
+  PyObject* states[3] = {m.ptr(), v.ptr(), optional_array(v_hat)};
+  CallChecker c;
+  c.add(param.ptr(), grad.ptr(), states, names, 3, -1);
+  c.check_no_overlap();
+  run(c, h);
+}
+
+// ---------------------------------------------------------------- multi-tensor API
+// A list of tensors updated in one call and one parallel region.  The lists are
+// copied into tuples first: the tuples hold strong references to every array
+// while the GIL is released.
+
+py::tuple as_tuple(py::handle seq, const char* name) {
+  if (!PyList_Check(seq.ptr()) && !PyTuple_Check(seq.ptr()))
+    throw py::type_error(std::string(name) + " must be a list or tuple of numpy arrays, got " +
+                         Py_TYPE(seq.ptr())->tp_name);
+  return py::reinterpret_steal<py::tuple>(PySequence_Tuple(seq.ptr()));
+}
+
+struct MultiArgs {
+  py::tuple params, grads;
+  std::vector<py::tuple> states;  // empty tuple for an absent state
+  std::vector<const char*> names;
+};
+
+MultiArgs collect(py::handle params, py::handle grads, std::initializer_list<std::pair<py::handle, const char*>> states) {
+  MultiArgs a{as_tuple(params, "params"), as_tuple(grads, "grads"), {}, {}};
+  const auto n = a.params.size();
+  if (a.grads.size() != n)
+    throw py::value_error("grads has " + std::to_string(a.grads.size()) + " arrays but params has " +
+                          std::to_string(n));
+  for (const auto& [seq, name] : states) {
+    a.names.push_back(name);
+    if (seq.is_none()) {
+      a.states.emplace_back();
+      continue;
+    }
+    a.states.push_back(as_tuple(seq, name));
+    if (a.states.back().size() != n)
+      throw py::value_error(std::string(name) + " has " + std::to_string(a.states.back().size()) +
+                            " arrays but params has " + std::to_string(n));
+  }
+  return a;
+}
+
+void check_all(const MultiArgs& a, CallChecker& c) {
+  PyObject* st[3] = {nullptr, nullptr, nullptr};
+  const int ns = static_cast<int>(a.states.size());
+  for (Py_ssize_t i = 0; i < static_cast<Py_ssize_t>(a.params.size()); ++i) {
+    for (int k = 0; k < ns; ++k) st[k] = a.states[k].empty() ? nullptr : a.states[k][i].ptr();
+    c.add(a.params[i].ptr(), a.grads[i].ptr(), st, a.names.data(), ns, i);
+  }
+  c.check_no_overlap();
+}
+
+void sgd_multi(py::object params, py::object grads, py::object momentums, py::object lr,
+               py::object momentum, py::object nesterov, py::object wd) {
+  const SgdHyper h = parse_sgd(lr, momentum, nesterov, wd);
+  require_buffer(h.mode != SgdMode::kPlain, momentums, "momentums", "momentum > 0");
+  const MultiArgs a = collect(params, grads, {{momentums, "momentums"}});
+  CallChecker c;
+  check_all(a, c);
+  run(c, h);
+}
+
+void rmsprop_multi(py::object params, py::object grads, py::object velocities, py::object momentums,
+                   py::object average_gradients, py::object lr, py::object rho, py::object eps,
+                   py::object momentum, py::object wd) {
+  RmspropHyper h = parse_rmsprop(lr, rho, eps, momentum, wd);
+  h.centered = !average_gradients.is_none();
+  require_buffer(h.use_momentum, momentums, "momentums", "momentum > 0");
+  const MultiArgs a = collect(params, grads,
+                              {{velocities, "velocities"},
+                               {momentums, "momentums"},
+                               {average_gradients, "average_gradients"}});
+  CallChecker c;
+  check_all(a, c);
+  run(c, h);
+}
+
+void adam_multi(py::object params, py::object grads, py::object momentums, py::object velocities,
+                py::object velocity_hats, py::object step, py::object lr, py::object b1,
+                py::object b2, py::object eps, py::object wd) {
+  AdamHyper h = parse_adam(step, lr, b1, b2, eps, wd);
+  h.amsgrad = !velocity_hats.is_none();
+  const MultiArgs a = collect(
+      params, grads,
+      {{momentums, "momentums"}, {velocities, "velocities"}, {velocity_hats, "velocity_hats"}});
+  CallChecker c;
+  check_all(a, c);
+  run(c, h);
+}
+
+// ---------------------------------------------------------------- configuration
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();  // honours OMP_NUM_THREADS
+#else
+  return 1;
+#endif
+}
+
+void set_num_threads(py::object n) {
+  if (PyBool_Check(n.ptr()) || !PyLong_Check(n.ptr()))
+    throw py::type_error(std::string("n must be an int, got ") + Py_TYPE(n.ptr())->tp_name);
+  const long long v = n.cast<long long>();
+  if (v < 1) throw py::value_error("n must be >= 1, got " + std::to_string(v));
+#ifdef _OPENMP
+  g_num_threads = static_cast<int>(std::min<long long>(v, 1 << 16));
+#else
+  g_num_threads = 1;  // built without OpenMP: always one thread
+#endif
+}
+
+py::dict build_info() {
+  py::dict d;
+  py::list isas;
+  for (const auto& e : isa_list()) {
+    py::dict x;
+    x["name"] = e.name;
+    x["supported"] = e.supported;
+    isas.append(x);
+  }
+  d["isas"] = isas;
+  d["isa"] = active_kernels().isa;
+#ifdef _OPENMP
+  d["openmp"] = true;
+#else
+  d["openmp"] = false;
+#endif
+  d["compiler"] = PYOPTIM_COMPILER;
+  d["kernel_flags"] = PYOPTIM_KERNEL_FLAGS;
+  d["parallel_min_elements"] = kParallelMinElements;
+  return d;
+}
+
+}  // namespace
+}  // namespace pyoptim
+
+using namespace pyoptim;
+
+PYBIND11_MODULE(_core, m) {
+  if (_import_array() < 0) throw py::error_already_set();
+  g_num_threads = max_threads();
+  m.doc() = "pyoptim's compiled core: in-place SGD, RMSprop and Adam kernels.";
+
+  m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("grad"),
+        py::arg("momentum_buffer") = py::none(), py::kw_only(), py::arg("learning_rate") = 0.01,
+        py::arg("momentum") = 0.0, py::arg("nesterov") = false, py::arg("weight_decay") = py::none(),
+        R"doc(SGD update of ``param`` in place, as keras.optimizers.SGD.
+
+Every scalar is rounded to the dtype of ``param`` (float32 or float64)::
+
+    (weight_decay)  param = param - param * weight_decay * learning_rate
+    momentum == 0:  param = param - grad * learning_rate
+    momentum > 0:   m = m * momentum - grad * learning_rate
+                    param = param + m                                  (nesterov=False)
+                    param = param + (m * momentum - grad * learning_rate)  (nesterov=True)
+
+``momentum_buffer`` (m) is required when momentum > 0 and is updated in place.
+All arrays: numpy.ndarray, same shape and dtype, contiguous, writable (grad
+may be read-only), not sharing memory.  Returns None.)doc");
+
+  m.def("rmsprop_update", &rmsprop_update, py::arg("param"), py::arg("grad"), py::arg("velocity"),
+        py::kw_only(), py::arg("learning_rate") = 0.001, py::arg("rho") = 0.9,
+        py::arg("epsilon") = 1e-7, py::arg("momentum") = 0.0,
+        py::arg("momentum_buffer") = py::none(), py::arg("average_grad") = py::none(),
+        py::arg("weight_decay") = py::none(),
+        R"doc(RMSprop update of ``param`` in place, as keras.optimizers.RMSprop.
+
+Centered when ``average_grad`` (a) is given; momentum when momentum > 0 (then
+``momentum_buffer`` is required).  Epsilon is inside the square root::
+
+    (weight_decay)  param = param - param * weight_decay * learning_rate
+    velocity = rho * velocity + (1 - rho) * grad**2
+    centered:   a = rho * a + (1 - rho) * grad;  d = (velocity - a**2) + epsilon
+    otherwise:  d = velocity + epsilon
+    increment = (learning_rate * grad) / sqrt(d)
+    momentum > 0:  buf = momentum * buf + increment;  param = param - buf
+    otherwise:     param = param - increment
+
+Returns None.)doc");
+
+  m.def("adam_update", &adam_update, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
+        py::kw_only(), py::arg("step"), py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
+        py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7, py::arg("v_hat") = py::none(),
+        py::arg("weight_decay") = py::none(),
+        R"doc(Adam update of ``param`` in place, as keras.optimizers.Adam.
+
+``step`` is the 1-based count of this update (t); AMSGrad when ``v_hat`` is given::
+
+    alpha = learning_rate * sqrt(1 - beta_2**t) / (1 - beta_1**t)
+    (weight_decay)  param = param - param * weight_decay * learning_rate
+    m = m + (grad - m) * (1 - beta_1)
+    v = v + (grad**2 - v) * (1 - beta_2)
+    AMSGrad:  v_hat = maximum(v_hat, v), used instead of v below
+    param = param - (m * alpha) / (sqrt(v) + epsilon)
+
+Returns None.)doc");
+
+  m.def("_sgd_multi", &sgd_multi, py::arg("params"), py::arg("grads"), py::arg("momentums"),
+        py::kw_only(), py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"),
+        py::arg("weight_decay"));
+  m.def("_rmsprop_multi", &rmsprop_multi, py::arg("params"), py::arg("grads"),
+        py::arg("velocities"), py::arg("momentums"), py::arg("average_gradients"), py::kw_only(),
+        py::arg("learning_rate"), py::arg("rho"), py::arg("epsilon"), py::arg("momentum"),
+        py::arg("weight_decay"));
+  m.def("_adam_multi", &adam_multi, py::arg("params"), py::arg("grads"), py::arg("momentums"),
+        py::arg("velocities"), py::arg("velocity_hats"), py::kw_only(), py::arg("step"),
+        py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
+        py::arg("weight_decay"));
+
+  m.def("set_num_threads", &set_num_threads, py::arg("n"),
+        "Use at most n threads for large updates (default: OpenMP's maximum, which honours "
+        "OMP_NUM_THREADS).");
+  m.def("get_num_threads", [] { return g_num_threads; }, "Threads used for large updates.");
+  m.def(
+      "set_isa",
+      [](const std::string& name) {
+        try {
+          select_isa(name);
+        } catch (const std::invalid_argument& e) {
+          throw py::value_error(e.what());
+        }
+      },
+      py::arg("name"),
+      "Use the kernels built for instruction set `name` ('baseline', 'avx2', 'avx512'); the CPU "
+      "must support it.");
+  m.def("get_isa", [] { return std::string(active_kernels().isa); }, "Instruction set in use.");
+  m.def("_build_info", &build_info);
+  m.def("_isa_from_environment", &select_isa_from_environment);
+}

@@ -1,0 +1,34 @@
+// Shared definitions for the optimizer kernels.
+//
+// The kernel headers are compiled several times, once per instruction set (see
+// CMakeLists.txt and csrc/kernels_isa.cpp).  Every definition lives in an inline
+// namespace named after that instruction set, so the copies never collide at link
+// time (an AVX2 template instantiation must never be picked for a baseline call).
+#pragma once
+
+#include <cstdint>
+
+#ifndef PYOPTIM_ISA
+#define PYOPTIM_ISA generic
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PYOPTIM_RESTRICT __restrict__
+#else
+#define PYOPTIM_RESTRICT
+#endif
+
+// Rules for every kernel loop, so that results equal Keras' to the bit:
+//  * the arithmetic is written in the order Keras writes it (one rounding per
+//    operation, no reassociation);
+//  * the translation units are compiled with -ffp-contract=off (no FMA) and
+//    -fno-math-errno (sqrt becomes an instruction and the loop vectorises),
+//    never with -ffast-math;
+//  * one loop serves the SIMD body and the scalar tail, so an element's result
+//    never depends on the length of the array, its alignment or the thread that
+//    runs it.
+#define PYOPTIM_SIMD_LOOP _Pragma("omp simd")
+
+namespace pyoptim {
+using index_t = std::int64_t;  // 64-bit indexing throughout
+}  // namespace pyoptim

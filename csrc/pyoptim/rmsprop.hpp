@@ -1,0 +1,68 @@
+// RMSprop, plain or centered, with optional momentum, exactly as keras.optimizers.RMSprop
+// (epsilon inside the square root):
+//
+//   (weight decay)  p = p - p * wd * lr
+//   v   = rho * v + (1 - rho) * g^2
+//   centered:  a = rho * a + (1 - rho) * g;   d = (v - a^2) + eps
+//   otherwise: d = v + eps
+//   inc = (lr * g) / sqrt(d)
+//   momentum:  mom = momentum * mom + inc;    p = p - mom
+//   otherwise: p = p - inc
+#pragma once
+
+#include <cmath>
+
+#include "common.hpp"
+
+namespace pyoptim {
+
+// Plain data: the same in every instruction set's copy.
+
+template <class T>
+struct RmspropCoeffs {
+  T lr;
+  T rho;
+  T one_minus_rho;  // (1 - rho) rounded once from double, as Keras does
+  T epsilon;
+  T momentum;
+  T weight_decay;
+};
+
+inline namespace PYOPTIM_ISA {
+
+template <class T, bool kCentered, bool kMomentum, bool kDecay>
+inline void rmsprop_range(T* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT g,
+                          T* PYOPTIM_RESTRICT v, T* PYOPTIM_RESTRICT mom,
+                          T* PYOPTIM_RESTRICT avg, index_t begin, index_t end,
+                          const RmspropCoeffs<T>& c) {
+  const T lr = c.lr, rho = c.rho, omr = c.one_minus_rho, eps = c.epsilon, mu = c.momentum,
+          wd = c.weight_decay;
+  PYOPTIM_SIMD_LOOP
+  for (index_t i = begin; i < end; ++i) {
+    T pi = p[i];
+    if constexpr (kDecay) pi = pi - pi * wd * lr;
+    const T gi = g[i];
+    const T vi = rho * v[i] + omr * (gi * gi);
+    v[i] = vi;
+    T denom;
+    if constexpr (kCentered) {
+      const T ai = rho * avg[i] + omr * gi;
+      avg[i] = ai;
+      denom = (vi - ai * ai) + eps;
+    } else {
+      denom = vi + eps;
+    }
+    const T inc = (lr * gi) / std::sqrt(denom);
+    if constexpr (kMomentum) {
+      const T mi = mu * mom[i] + inc;
+      mom[i] = mi;
+      pi = pi - mi;
+    } else {
+      pi = pi - inc;
+    }
+    p[i] = pi;
+  }
+}
+
+}  // namespace PYOPTIM_ISA
+}  // namespace pyoptim

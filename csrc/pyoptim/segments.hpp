@@ -1,0 +1,44 @@
+// The unit of work handed to a kernel: one tensor (parameter, gradient and up to
+// three state arrays of the same length).  A call updates a list of segments in
+// one parallel region: one segment for the functional API, many for the
+// multi-tensor (stateful) API.
+#pragma once
+
+#include <cstddef>
+
+#include "adam.hpp"
+#include "common.hpp"
+#include "rmsprop.hpp"
+#include "sgd.hpp"
+
+namespace pyoptim {
+
+struct Segment {
+  void* p;         // parameter, updated in place
+  const void* g;   // gradient, read only
+  void* s[3];      // optimizer state; which slot is which is fixed per optimizer
+  index_t n;       // number of elements
+};
+
+// Element counts below which a call stays on the calling thread: starting a
+// parallel region costs microseconds, more than a small update takes.
+constexpr index_t kParallelMinElements = index_t{1} << 15;
+// Thread ranges start at multiples of this many elements (one 64-byte cache line
+// of float32), so two threads never write the same cache line of a tensor that
+// starts on a line boundary.
+constexpr index_t kChunkAlign = 16;
+
+// One function-pointer table per instruction set (see kernels_isa.cpp).
+struct KernelTable {
+  const char* isa;
+  void (*sgd_f32)(const Segment*, std::size_t, int, const SgdCoeffs<float>&, SgdMode, bool);
+  void (*sgd_f64)(const Segment*, std::size_t, int, const SgdCoeffs<double>&, SgdMode, bool);
+  void (*rmsprop_f32)(const Segment*, std::size_t, int, const RmspropCoeffs<float>&, bool, bool,
+                      bool);
+  void (*rmsprop_f64)(const Segment*, std::size_t, int, const RmspropCoeffs<double>&, bool, bool,
+                      bool);
+  void (*adam_f32)(const Segment*, std::size_t, int, const AdamCoeffs<float>&, bool, bool);
+  void (*adam_f64)(const Segment*, std::size_t, int, const AdamCoeffs<double>&, bool, bool);
+};
+
+}  // namespace pyoptim

@@ -1,0 +1,188 @@
+#include "validate.hpp"
+
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL pyoptim_ARRAY_API
+#define NO_IMPORT_ARRAY
+#include <numpy/arrayobject.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace pyoptim {
+
+std::string ArgName::str() const {
+  std::string s = base;
+  if (index >= 0) s += "[" + std::to_string(index) + "]";
+  return s;
+}
+
+namespace {
+
+std::string repr(PyObject* obj) {
+  py::handle h(obj);
+  return py::str(py::repr(h)).cast<std::string>();
+}
+
+std::string shape_str(PyArrayObject* a) {
+  std::string s = "(";
+  for (int d = 0; d < PyArray_NDIM(a); ++d) {
+    s += std::to_string(PyArray_DIM(a, d));
+    if (PyArray_NDIM(a) == 1 || d + 1 < PyArray_NDIM(a)) s += d + 1 < PyArray_NDIM(a) ? ", " : ",";
+  }
+  return s + ")";
+}
+
+struct Checked {
+  PyArrayObject* arr;
+  DType dtype;
+  bool c_contiguous;
+};
+
+Checked check_array(PyObject* obj, const ArgName& name, bool written) {
+  if (!PyArray_Check(obj))
+    throw py::type_error(name.str() + " must be a numpy.ndarray (updated in place), got " +
+                         Py_TYPE(obj)->tp_name);
+  auto* a = reinterpret_cast<PyArrayObject*>(obj);
+  const int t = PyArray_TYPE(a);
+  if ((t != NPY_FLOAT && t != NPY_DOUBLE) || !PyArray_ISNOTSWAPPED(a))
+    throw py::type_error(name.str() + " must have dtype float32 or float64 in native byte order, got " +
+                         repr(reinterpret_cast<PyObject*>(PyArray_DESCR(a))));
+  if (written && !PyArray_ISWRITEABLE(a))
+    throw py::value_error(name.str() + " is read-only; pyoptim updates it in place");
+  if (!PyArray_ISALIGNED(a)) throw py::value_error(name.str() + " is not aligned to its dtype");
+  const bool c = PyArray_IS_C_CONTIGUOUS(a), f = PyArray_IS_F_CONTIGUOUS(a);
+  if (!c && !f)
+    throw py::value_error(name.str() +
+                          " is not contiguous; pyoptim updates arrays in place and does not update "
+                          "strided views (pass the array the view was taken from)");
+  return {a, t == NPY_FLOAT ? DType::kFloat32 : DType::kFloat64, c};
+}
+
+const char* dtype_name(DType d) { return d == DType::kFloat32 ? "float32" : "float64"; }
+
+void check_like_param(const Checked& x, const ArgName& xname, const Checked& p, const ArgName& pname) {
+  if (x.dtype != p.dtype)
+    throw py::type_error(xname.str() + " has dtype " + dtype_name(x.dtype) + " but " + pname.str() +
+                         " has dtype " + dtype_name(p.dtype) + "; they must match");
+  const int nd = PyArray_NDIM(p.arr);
+  if (PyArray_NDIM(x.arr) != nd ||
+      std::memcmp(PyArray_DIMS(x.arr), PyArray_DIMS(p.arr), sizeof(npy_intp) * nd) != 0)
+    throw py::value_error(xname.str() + " has shape " + shape_str(x.arr) + " but " + pname.str() +
+                          " has shape " + shape_str(p.arr) + "; they must match");
+  // Same shape, both contiguous: the memory orders agree unless one is C-only and
+  // the other F-only, which would pair different elements.
+  const bool x_c = PyArray_IS_C_CONTIGUOUS(x.arr), x_f = PyArray_IS_F_CONTIGUOUS(x.arr);
+  const bool p_c = PyArray_IS_C_CONTIGUOUS(p.arr), p_f = PyArray_IS_F_CONTIGUOUS(p.arr);
+  if (!((x_c && p_c) || (x_f && p_f)))
+    throw py::value_error(xname.str() + " and " + pname.str() +
+                          " have different memory orders (one C-contiguous, the other Fortran)");
+}
+
+}  // namespace
+
+void CallChecker::add(PyObject* param, PyObject* grad, PyObject* const* states,
+                      const char* const* state_names, int nstates, Py_ssize_t index) {
+  const bool multi = index >= 0;
+  const ArgName pname{multi ? "params" : "param", index};
+  const ArgName gname{multi ? "grads" : "grad", index};
+  const Checked p = check_array(param, pname, true);
+  const Checked g = check_array(grad, gname, false);
+  check_like_param(g, gname, p, pname);
+  Segment seg{PyArray_DATA(p.arr), PyArray_DATA(g.arr), {nullptr, nullptr, nullptr},
+              static_cast<index_t>(PyArray_SIZE(p.arr))};
+  const auto nbytes = [](PyArrayObject* a) { return static_cast<std::size_t>(PyArray_NBYTES(a)); };
+  const auto* pd = static_cast<const char*>(PyArray_DATA(p.arr));
+  const auto* gd = static_cast<const char*>(PyArray_DATA(g.arr));
+  intervals_.push_back({pd, pd + nbytes(p.arr), true, pname});
+  intervals_.push_back({gd, gd + nbytes(g.arr), false, gname});
+  for (int k = 0; k < nstates; ++k) {
+    if (states[k] == nullptr) continue;
+    const ArgName sname{state_names[k], index};
+    const Checked s = check_array(states[k], sname, true);
+    check_like_param(s, sname, p, pname);
+    seg.s[k] = PyArray_DATA(s.arr);
+    const auto* sd = static_cast<const char*>(seg.s[k]);
+    intervals_.push_back({sd, sd + nbytes(s.arr), true, sname});
+  }
+  (p.dtype == DType::kFloat32 ? f32_ : f64_).push_back(seg);
+}
+
+void CallChecker::check_no_overlap() const {
+  std::vector<const Interval*> order;
+  order.reserve(intervals_.size());
+  for (const auto& iv : intervals_)
+    if (iv.begin != iv.end) order.push_back(&iv);
+  std::sort(order.begin(), order.end(),
+            [](const Interval* a, const Interval* b) { return a->begin < b->begin; });
+  // Sweep by start address: an interval overlaps an earlier one iff it starts
+  // before that one's end.  Read-only gradients may overlap each other.
+  const Interval* furthest_any = nullptr;
+  const Interval* furthest_written = nullptr;
+  for (const Interval* iv : order) {
+    const Interval* clash = nullptr;
+    if (furthest_written && iv->begin < furthest_written->end) clash = furthest_written;
+    else if (iv->written && furthest_any && iv->begin < furthest_any->end) clash = furthest_any;
+    if (clash)
+      throw py::value_error(clash->name.str() + " and " + iv->name.str() +
+                            " share memory; every array that is updated must have its own memory");
+    if (!furthest_any || iv->end > furthest_any->end) furthest_any = iv;
+    if (iv->written && (!furthest_written || iv->end > furthest_written->end)) furthest_written = iv;
+  }
+}
+
+double real_arg(py::handle value, const char* name) {
+  if (PyFloat_CheckExact(value.ptr())) return PyFloat_AS_DOUBLE(value.ptr());
+  if (value.is_none() || PyUnicode_Check(value.ptr()) || PyBytes_Check(value.ptr()))
+    throw py::type_error(std::string(name) + " must be a real number, got " +
+                         Py_TYPE(value.ptr())->tp_name);
+  const double x = PyFloat_AsDouble(value.ptr());
+  if (x == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::type_error(std::string(name) + " must be a real number, got " +
+                         Py_TYPE(value.ptr())->tp_name);
+  }
+  return x;
+}
+
+double finite_arg(py::handle value, const char* name) {
+  const double x = real_arg(value, name);
+  if (!std::isfinite(x)) throw py::value_error(std::string(name) + " must be finite, got " + repr(value.ptr()));
+  return x;
+}
+
+double unit_interval_arg(py::handle value, const char* name, bool include_one) {
+  const double x = real_arg(value, name);
+  if (!(x >= 0.0 && (include_one ? x <= 1.0 : x < 1.0)))
+    throw py::value_error(std::string(name) + " must be in [0, 1" + (include_one ? "]" : ")") +
+                          ", got " + repr(value.ptr()));
+  return x;
+}
+
+double nonnegative_arg(py::handle value, const char* name) {
+  const double x = real_arg(value, name);
+  if (!(x >= 0.0 && std::isfinite(x)))
+    throw py::value_error(std::string(name) + " must be finite and >= 0, got " + repr(value.ptr()));
+  return x;
+}
+
+long long step_arg(py::handle value) {
+  PyObject* v = value.ptr();
+  if (PyFloat_Check(v) || PyBool_Check(v) || !PyIndex_Check(v))
+    throw py::type_error(std::string("step must be an integer, got ") + Py_TYPE(v)->tp_name);
+  int overflow = 0;
+  py::object as_int = py::reinterpret_steal<py::object>(PyNumber_Index(v));
+  if (!as_int) throw py::error_already_set();
+  const long long step = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
+  if (overflow != 0 || step < 1)
+    throw py::value_error("step must be the 1-based count of this update (>= 1), got " + repr(v));
+  return step;
+}
+
+bool optional_finite_arg(py::handle value, const char* name, double* out) {
+  if (value.is_none()) return false;
+  *out = finite_arg(value, name);
+  return true;
+}
+
+}  // namespace pyoptim

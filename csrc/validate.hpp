@@ -1,0 +1,65 @@
+// Input checks for the bindings: every array and hyperparameter is checked here,
+// before any memory is modified.  Errors are TypeError (wrong kind of object or
+// dtype) or ValueError (wrong value, shape, layout, aliasing), and name the
+// argument.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "pyoptim/segments.hpp"
+
+namespace pyoptim {
+
+namespace py = pybind11;
+
+enum class DType { kFloat32, kFloat64 };
+
+// The name of an argument, formatted only when an error is raised:
+// "param", or "params[3]" when index >= 0.
+struct ArgName {
+  const char* base;
+  Py_ssize_t index = -1;
+  std::string str() const;
+};
+
+// Collects the tensors of one call (one for the functional API, a list for the
+// multi-tensor API), checks each one and every pairing, and yields segments
+// grouped by dtype.
+class CallChecker {
+ public:
+  // Adds one tensor: param and grad plus `nstates` state arrays (nullptr for an
+  // absent optional state).  Checks kind, dtype, writability, alignment, layout,
+  // shape and dtype agreement with the param.
+  void add(PyObject* param, PyObject* grad, PyObject* const* states, const char* const* state_names,
+           int nstates, Py_ssize_t index);
+  // Refuses any two arrays that share memory where at least one is written.
+  void check_no_overlap() const;
+
+  const std::vector<Segment>& segments(DType d) const { return d == DType::kFloat32 ? f32_ : f64_; }
+
+ private:
+  struct Interval {
+    const char* begin;
+    const char* end;
+    bool written;
+    ArgName name;
+  };
+  std::vector<Segment> f32_, f64_;
+  std::vector<Interval> intervals_;
+};
+
+// Scalars.
+double real_arg(py::handle value, const char* name);
+double finite_arg(py::handle value, const char* name);
+double unit_interval_arg(py::handle value, const char* name, bool include_one);  // [0,1) or [0,1]
+double nonnegative_arg(py::handle value, const char* name);
+long long step_arg(py::handle value);
+// None -> false (no weight decay); otherwise a finite real stored in *out.
+bool optional_finite_arg(py::handle value, const char* name, double* out);
+// None -> nullptr, else the object (checked later as an array).
+inline PyObject* optional_array(py::handle value) { return value.is_none() ? nullptr : value.ptr(); }
+
+}  // namespace pyoptim

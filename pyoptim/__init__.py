@@ -1,0 +1,45 @@
+"""pyoptim: SGD, RMSprop and Adam as in-place C++ SIMD/OpenMP kernels.
+
+* NumPy, functional: :func:`sgd_update`, :func:`rmsprop_update`, :func:`adam_update`
+  update arrays in place, bit-identical to ``keras.optimizers`` in float32.
+* NumPy, stateful: :class:`SGD`, :class:`RMSprop`, :class:`Adam` update a list of
+  arrays in one native call (``opt.apply(grads, params)``).
+* Keras: ``pyoptim.keras.SGD`` / ``RMSprop`` / ``Adam`` (imports TensorFlow).
+"""
+from __future__ import annotations
+
+import warnings as _warnings
+
+from . import _core
+from ._core import (
+    adam_update,
+    get_isa,
+    get_num_threads,
+    rmsprop_update,
+    set_isa,
+    set_num_threads,
+    sgd_update,
+)
+from .config import show_config
+from .optimizers import SGD, Adam, Optimizer, RMSprop
+
+__version__ = "0.1.0"
+
+_isa_warning = _core._isa_from_environment()
+if _isa_warning:
+    _warnings.warn(_isa_warning, RuntimeWarning, stacklevel=2)
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "Optimizer",
+    "RMSprop",
+    "adam_update",
+    "get_isa",
+    "get_num_threads",
+    "rmsprop_update",
+    "set_isa",
+    "set_num_threads",
+    "sgd_update",
+    "show_config",
+]
