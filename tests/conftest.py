@@ -1,0 +1,19 @@
+"""Shared pytest fixtures."""
+import numpy as np
+import pytest
+
+import pyoptim
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(params=pyoptim.config.config()["isas_supported"])
+def isa(request):
+    """Run the test under each instruction set this CPU supports, then restore."""
+    before = pyoptim.get_isa()
+    pyoptim.set_isa(request.param)
+    yield request.param
+    pyoptim.set_isa(before)
