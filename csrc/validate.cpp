@@ -41,8 +41,8 @@ struct Checked {
 
 Checked check_array(PyObject* obj, const ArgName& name, bool written) {
   if (!PyArray_Check(obj))
-    throw py::type_error(name.str() + " must be a numpy.ndarray (updated in place), got " +
-                         Py_TYPE(obj)->tp_name);
+    throw py::type_error(name.str() + " must be a numpy.ndarray" +
+                         (written ? " (it is updated in place)" : "") + ", got " + Py_TYPE(obj)->tp_name);
   auto* a = reinterpret_cast<PyArrayObject*>(obj);
   const int t = PyArray_TYPE(a);
   if ((t != NPY_FLOAT && t != NPY_DOUBLE) || !PyArray_ISNOTSWAPPED(a))

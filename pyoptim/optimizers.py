@@ -187,16 +187,17 @@ class Optimizer:
                 g = _as_float_array(g)
                 l2sum = np.sum(np.square(g))
                 l2norm = np.sqrt(l2sum) if l2sum > 0 else l2sum
-                out.append((g * g.dtype.type(self.clipnorm)) / np.maximum(l2norm, g.dtype.type(self.clipnorm)))
+                clipped = (g * g.dtype.type(self.clipnorm)) / np.maximum(l2norm, g.dtype.type(self.clipnorm))
+                out.append(np.asarray(clipped, dtype=g.dtype))
             return out
         if self.global_clipnorm:
             gs = [_as_float_array(g) for g in grads]
             norm = math.sqrt(sum(float(np.sum(np.square(g.astype(np.float64)))) for g in gs))
             scale = self.global_clipnorm * min(1.0 / norm if norm else math.inf, 1.0 / self.global_clipnorm)
             scale = scale + (norm - norm)
-            return [g * g.dtype.type(scale) for g in gs]
+            return [np.asarray(g * g.dtype.type(scale), dtype=g.dtype) for g in gs]
         if self.clipvalue:
-            return [np.clip(_as_float_array(g), -self.clipvalue, self.clipvalue) for g in grads]
+            return [np.asarray(np.clip(_as_float_array(g), -self.clipvalue, self.clipvalue), dtype=g.dtype) for g in grads]
         return grads
 
     def _check(self) -> None:

@@ -84,9 +84,11 @@ def functional_run(kind, kwargs, p0, grads_per_step):
 
 def assert_same_bits(ours, theirs, what):
     assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, what
-    diff = ours.view(np.uint8) != theirs.view(np.uint8)
-    if diff.any():
-        bad = np.flatnonzero(ours != theirs)
+    ours, theirs = ours.reshape(-1), theirs.reshape(-1)
+    if ours.tobytes() != theirs.tobytes():
+        itemsize = ours.dtype.itemsize
+        a, b = np.frombuffer(ours.tobytes(), np.uint8), np.frombuffer(theirs.tobytes(), np.uint8)
+        bad = np.flatnonzero((a != b).reshape(-1, itemsize).any(axis=1))
         pytest.fail(f"{what}: {bad.size} of {ours.size} elements differ from Keras, "
                     f"first at {bad[:5]}: ours {ours[bad[:5]]} keras {theirs[bad[:5]]}")
 
