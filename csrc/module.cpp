@@ -16,6 +16,7 @@
 #endif
 
 #include "dispatch.hpp"
+#include "fastcall.hpp"
 #include "validate.hpp"
 
 namespace pyoptim {
@@ -26,6 +27,14 @@ int g_num_threads = 1;
 // ---------------------------------------------------------------- hyperparameters
 // Scalars are rounded to the parameter's dtype the way Keras rounds them: a
 // Python float such as `1 - beta_1` is computed in double and then cast once.
+
+// A scalar argument that may be absent (null handle): Keras' default then.
+double scalar(py::handle given, double fallback, double (*check)(py::handle, const char*),
+              const char* name) {
+  return given ? check(given, name) : fallback;
+}
+double unit_open(py::handle v, const char* name) { return unit_interval_arg(v, name, false); }
+double unit_closed(py::handle v, const char* name) { return unit_interval_arg(v, name, true); }
 
 struct SgdHyper {
   double lr, momentum, wd;
@@ -40,12 +49,15 @@ SgdCoeffs<T> coeffs(const SgdHyper& h) {
 
 SgdHyper parse_sgd(py::handle lr, py::handle momentum, py::handle nesterov, py::handle wd) {
   SgdHyper h{};
-  h.lr = finite_arg(lr, "learning_rate");
-  h.momentum = unit_interval_arg(momentum, "momentum", true);
-  h.decay = optional_finite_arg(wd, "weight_decay", &h.wd);
-  if (!PyBool_Check(nesterov.ptr()) && !PyArray_IsScalar(nesterov.ptr(), Bool))
-    throw py::type_error(std::string("nesterov must be a bool, got ") + Py_TYPE(nesterov.ptr())->tp_name);
-  const bool nest = PyObject_IsTrue(nesterov.ptr()) == 1;
+  h.lr = scalar(lr, 0.01, finite_arg, "learning_rate");
+  h.momentum = scalar(momentum, 0.0, unit_closed, "momentum");
+  h.decay = wd && optional_finite_arg(wd, "weight_decay", &h.wd);
+  bool nest = false;
+  if (nesterov) {
+    if (!PyBool_Check(nesterov.ptr()) && !PyArray_IsScalar(nesterov.ptr(), Bool))
+      throw py::type_error(std::string("nesterov must be a bool, got ") + Py_TYPE(nesterov.ptr())->tp_name);
+    nest = PyObject_IsTrue(nesterov.ptr()) == 1;
+  }
   // Keras keeps (and uses) momentum buffers only when momentum != 0.
   h.mode = h.momentum == 0.0 ? SgdMode::kPlain : (nest ? SgdMode::kNesterov : SgdMode::kMomentum);
   return h;
@@ -65,11 +77,11 @@ RmspropCoeffs<T> coeffs(const RmspropHyper& h) {
 RmspropHyper parse_rmsprop(py::handle lr, py::handle rho, py::handle eps, py::handle momentum,
                            py::handle wd) {
   RmspropHyper h{};
-  h.lr = finite_arg(lr, "learning_rate");
-  h.rho = unit_interval_arg(rho, "rho", false);
-  h.eps = nonnegative_arg(eps, "epsilon");
-  h.momentum = unit_interval_arg(momentum, "momentum", true);
-  h.decay = optional_finite_arg(wd, "weight_decay", &h.wd);
+  h.lr = scalar(lr, 0.001, finite_arg, "learning_rate");
+  h.rho = scalar(rho, 0.9, unit_open, "rho");
+  h.eps = scalar(eps, 1e-7, nonnegative_arg, "epsilon");
+  h.momentum = scalar(momentum, 0.0, unit_closed, "momentum");
+  h.decay = wd && optional_finite_arg(wd, "weight_decay", &h.wd);
   h.use_momentum = h.momentum > 0.0;
   return h;
 }
@@ -97,11 +109,11 @@ AdamHyper parse_adam(py::handle step, py::handle lr, py::handle b1, py::handle b
                      py::handle wd) {
   AdamHyper h{};
   h.step = step_arg(step);
-  h.lr = finite_arg(lr, "learning_rate");
-  h.beta_1 = unit_interval_arg(b1, "beta_1", false);
-  h.beta_2 = unit_interval_arg(b2, "beta_2", false);
-  h.eps = nonnegative_arg(eps, "epsilon");
-  h.decay = optional_finite_arg(wd, "weight_decay", &h.wd);
+  h.lr = scalar(lr, 0.001, finite_arg, "learning_rate");
+  h.beta_1 = scalar(b1, 0.9, unit_open, "beta_1");
+  h.beta_2 = scalar(b2, 0.999, unit_open, "beta_2");
+  h.eps = scalar(eps, 1e-7, nonnegative_arg, "epsilon");
+  h.decay = wd && optional_finite_arg(wd, "weight_decay", &h.wd);
   return h;
 }
 
@@ -143,50 +155,81 @@ void run(const CallChecker& c, const AdamHyper& h) {
 }
 
 // ---------------------------------------------------------------- functional API
+// Arguments arrive from the METH_FASTCALL entry points below; an argument that
+// was not given is nullptr and takes Keras' default.
 
 void require_buffer(bool needed, py::handle buffer, const char* name, const char* why) {
-  if (needed && buffer.is_none())
+  if (needed && (!buffer || buffer.is_none()))
     throw py::value_error(std::string(name) + " is required when " + why);
 }
 
-void sgd_update(py::object param, py::object grad, py::object momentum_buffer, py::object lr,
-                py::object momentum, py::object nesterov, py::object wd) {
-  const SgdHyper h = parse_sgd(lr, momentum, nesterov, wd);
-  require_buffer(h.mode != SgdMode::kPlain, momentum_buffer, "momentum_buffer", "momentum > 0");
+py::handle or_none(PyObject* given) { return given ? py::handle(given) : py::handle(Py_None); }
+
+FastSignature<7> kSgdSig{"sgd_update",
+                               {"param", "grad", "momentum_buffer", "learning_rate", "momentum",
+                                "nesterov", "weight_decay"},
+                               3,
+                               2};
+
+void sgd_update(const std::array<PyObject*, 7>& a) {
+  const SgdHyper h = parse_sgd(a[3], a[4], a[5], a[6]);
+  require_buffer(h.mode != SgdMode::kPlain, or_none(a[2]), "momentum_buffer", "momentum > 0");
   static const char* const names[1] = {"momentum_buffer"};
-  PyObject* states[1] = {optional_array(momentum_buffer)};
+  PyObject* states[1] = {optional_array(or_none(a[2]))};
   CallChecker c;
-  c.add(param.ptr(), grad.ptr(), states, names, 1, -1);
+  c.add(a[0], a[1], states, names, 1, -1);
   c.check_no_overlap();
   run(c, h);
 }
 
-void rmsprop_update(py::object param, py::object grad, py::object velocity, py::object lr,
-                    py::object rho, py::object eps, py::object momentum,
-                    py::object momentum_buffer, py::object average_grad, py::object wd) {
-  RmspropHyper h = parse_rmsprop(lr, rho, eps, momentum, wd);
-  h.centered = !average_grad.is_none();
-  require_buffer(h.use_momentum, momentum_buffer, "momentum_buffer", "momentum > 0");
+FastSignature<10> kRmspropSig{"rmsprop_update",
+                                    {"param", "grad", "velocity", "learning_rate", "rho", "epsilon",
+                                     "momentum", "momentum_buffer", "average_grad", "weight_decay"},
+                                    3,
+                                    3};
+
+void rmsprop_update(const std::array<PyObject*, 10>& a) {
+  RmspropHyper h = parse_rmsprop(a[3], a[4], a[5], a[6], a[9]);
+  h.centered = a[8] != nullptr && a[8] != Py_None;
+  require_buffer(h.use_momentum, or_none(a[7]), "momentum_buffer", "momentum > 0");
   static const char* const names[3] = {"velocity", "momentum_buffer", "average_grad"};
-  PyObject* states[3] = {velocity.ptr(), optional_array(momentum_buffer),
-                         optional_array(average_grad)};
+  PyObject* states[3] = {a[2], optional_array(or_none(a[7])), optional_array(or_none(a[8]))};
   CallChecker c;
-  c.add(param.ptr(), grad.ptr(), states, names, 3, -1);
+  c.add(a[0], a[1], states, names, 3, -1);
   c.check_no_overlap();
   run(c, h);
 }
 
-void adam_update(py::object param, py::object grad, py::object m, py::object v, py::object step,
-                 py::object lr, py::object b1, py::object b2, py::object eps, py::object v_hat,
-                 py::object wd) {
-  AdamHyper h = parse_adam(step, lr, b1, b2, eps, wd);
-  h.amsgrad = !v_hat.is_none();
+FastSignature<11> kAdamSig{"adam_update",
+                                 {"param", "grad", "m", "v", "step", "learning_rate", "beta_1",
+                                  "beta_2", "epsilon", "v_hat", "weight_decay"},
+                                 4,
+                                 5};
+
+void adam_update(const std::array<PyObject*, 11>& a) {
+  AdamHyper h = parse_adam(a[4], a[5], a[6], a[7], a[8], a[10]);
+  h.amsgrad = a[9] != nullptr && a[9] != Py_None;
   static const char* const names[3] = {"m", "v", "v_hat"};
-  PyObject* states[3] = {m.ptr(), v.ptr(), optional_array(v_hat)};
+  PyObject* states[3] = {a[2], a[3], optional_array(or_none(a[9]))};
   CallChecker c;
-  c.add(param.ptr(), grad.ptr(), states, names, 3, -1);
+  c.add(a[0], a[1], states, names, 3, -1);
   c.check_no_overlap();
   run(c, h);
+}
+
+template <class Sig, class F>
+PyObject* fastcall(const Sig& sig, F&& f, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return call_translating_errors([&] { f(sig.parse(args, nargs, kwnames)); });
+}
+
+PyObject* sgd_update_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return fastcall(kSgdSig, sgd_update, args, nargs, kwnames);
+}
+PyObject* rmsprop_update_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return fastcall(kRmspropSig, rmsprop_update, args, nargs, kwnames);
+}
+PyObject* adam_update_entry(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  return fastcall(kAdamSig, adam_update, args, nargs, kwnames);
 }
 
 // ---------------------------------------------------------------- multi-tensor API
@@ -319,20 +362,14 @@ py::dict build_info() {
   return d;
 }
 
-}  // namespace
-}  // namespace pyoptim
+// The three functional entry points (METH_FASTCALL, see fastcall.hpp).  The
+// first docstring line is the signature that inspect.signature() reads.
+PyMethodDef kFunctionalMethods[] = {
+  {"sgd_update", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&sgd_update_entry)), METH_FASTCALL | METH_KEYWORDS,
+   R"doc(sgd_update(param, grad, momentum_buffer=None, *, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None)
+--
 
-using namespace pyoptim;
-
-PYBIND11_MODULE(_core, m) {
-  if (_import_array() < 0) throw py::error_already_set();
-  g_num_threads = max_threads();
-  m.doc() = "pyoptim's compiled core: in-place SGD, RMSprop and Adam kernels.";
-
-  m.def("sgd_update", &sgd_update, py::arg("param"), py::arg("grad"),
-        py::arg("momentum_buffer") = py::none(), py::kw_only(), py::arg("learning_rate") = 0.01,
-        py::arg("momentum") = 0.0, py::arg("nesterov") = false, py::arg("weight_decay") = py::none(),
-        R"doc(SGD update of ``param`` in place, as keras.optimizers.SGD.
+SGD update of ``param`` in place, as keras.optimizers.SGD.
 
 Every scalar is rounded to the dtype of ``param`` (float32 or float64)::
 
@@ -344,14 +381,12 @@ Every scalar is rounded to the dtype of ``param`` (float32 or float64)::
 
 ``momentum_buffer`` (m) is required when momentum > 0 and is updated in place.
 All arrays: numpy.ndarray, same shape and dtype, contiguous, writable (grad
-may be read-only), not sharing memory.  Returns None.)doc");
+may be read-only), not sharing memory.  Returns None.)doc"},
+  {"rmsprop_update", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&rmsprop_update_entry)), METH_FASTCALL | METH_KEYWORDS,
+   R"doc(rmsprop_update(param, grad, velocity, *, learning_rate=0.001, rho=0.9, epsilon=1e-07, momentum=0.0, momentum_buffer=None, average_grad=None, weight_decay=None)
+--
 
-  m.def("rmsprop_update", &rmsprop_update, py::arg("param"), py::arg("grad"), py::arg("velocity"),
-        py::kw_only(), py::arg("learning_rate") = 0.001, py::arg("rho") = 0.9,
-        py::arg("epsilon") = 1e-7, py::arg("momentum") = 0.0,
-        py::arg("momentum_buffer") = py::none(), py::arg("average_grad") = py::none(),
-        py::arg("weight_decay") = py::none(),
-        R"doc(RMSprop update of ``param`` in place, as keras.optimizers.RMSprop.
+RMSprop update of ``param`` in place, as keras.optimizers.RMSprop.
 
 Centered when ``average_grad`` (a) is given; momentum when momentum > 0 (then
 ``momentum_buffer`` is required).  Epsilon is inside the square root::
@@ -364,13 +399,12 @@ Centered when ``average_grad`` (a) is given; momentum when momentum > 0 (then
     momentum > 0:  buf = momentum * buf + increment;  param = param - buf
     otherwise:     param = param - increment
 
-Returns None.)doc");
+Returns None.)doc"},
+  {"adam_update", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&adam_update_entry)), METH_FASTCALL | METH_KEYWORDS,
+   R"doc(adam_update(param, grad, m, v, *, step, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-07, v_hat=None, weight_decay=None)
+--
 
-  m.def("adam_update", &adam_update, py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"),
-        py::kw_only(), py::arg("step"), py::arg("learning_rate") = 0.001, py::arg("beta_1") = 0.9,
-        py::arg("beta_2") = 0.999, py::arg("epsilon") = 1e-7, py::arg("v_hat") = py::none(),
-        py::arg("weight_decay") = py::none(),
-        R"doc(Adam update of ``param`` in place, as keras.optimizers.Adam.
+Adam update of ``param`` in place, as keras.optimizers.Adam.
 
 ``step`` is the 1-based count of this update (t); AMSGrad when ``v_hat`` is given::
 
@@ -381,7 +415,27 @@ Returns None.)doc");
     AMSGrad:  v_hat = maximum(v_hat, v), used instead of v below
     param = param - (m * alpha) / (sqrt(v) + epsilon)
 
-Returns None.)doc");
+Returns None.)doc"},
+  {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+}  // namespace pyoptim
+
+using namespace pyoptim;
+
+PYBIND11_MODULE(_core, m) {
+  if (_import_array() < 0) throw py::error_already_set();
+  g_num_threads = max_threads();
+  m.doc() = "pyoptim's compiled core: in-place SGD, RMSprop and Adam kernels.";
+
+  kSgdSig.intern();
+  kRmspropSig.intern();
+  kAdamSig.intern();
+  for (PyMethodDef* def = kFunctionalMethods; def->ml_name != nullptr; ++def) {
+    py::object fn = py::reinterpret_steal<py::object>(PyCFunction_NewEx(def, nullptr, m.attr("__name__").ptr()));
+    if (!fn) throw py::error_already_set();
+    m.add_object(def->ml_name, fn);
+  }
 
   m.def("_sgd_multi", &sgd_multi, py::arg("params"), py::arg("grads"), py::arg("momentums"),
         py::kw_only(), py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"),

@@ -194,3 +194,21 @@ def test_stateful_constructor_checks_hyperparameters():
         pyoptim.SGD(clipnorm=1.0, global_clipnorm=1.0)
     with pytest.raises(TypeError, match=r"learning_rate must be a float or a callable"):
         pyoptim.Adam(learning_rate="fast")
+
+
+def test_argument_parsing_errors_name_the_argument():
+    p, g, m, v, _ = arrays()
+    assert_refused(TypeError, r"adam_update\(\) missing required argument 'step'", pyoptim.adam_update, p, g, m, v)
+    assert_refused(TypeError, r"unexpected keyword argument 'lr'", pyoptim.sgd_update, p, g, lr=0.1)
+    assert_refused(TypeError, r"multiple values for argument 'param'", pyoptim.sgd_update, p, g, param=p)
+    assert_refused(TypeError, r"missing required argument 'velocity'", pyoptim.rmsprop_update, p, g)
+    assert_refused(TypeError, r"at most 3 positional arguments", pyoptim.sgd_update, p, g, m, 0.1)
+
+
+def test_functions_have_inspectable_signatures():
+    import inspect
+    sig = inspect.signature(pyoptim.adam_update)
+    assert list(sig.parameters)[:5] == ["param", "grad", "m", "v", "step"]
+    assert sig.parameters["step"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert sig.parameters["learning_rate"].default == 0.001
+    assert "sqrt(1 - beta_2**t)" in pyoptim.adam_update.__doc__
