@@ -1,0 +1,187 @@
+"""TensorFlow implementations: TF's fused C++ kernels (tf.raw_ops.ResourceApply*),
+keras.optimizers and pyoptim.keras, each step inside one ``tf.function``.
+
+TensorFlow is imported by :func:`init_tensorflow`, which sets its intra-op and
+inter-op thread pools to the benchmark's thread count before TF initialises.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional
+
+from impl_base import Impl, Step, Unavailable
+from problems import HYPER, Case, Data
+
+_TF: Dict[str, Any] = {}
+
+
+def init_tensorflow(threads: int) -> Optional[str]:
+    """Import TensorFlow and Keras with ``threads`` intra-op and inter-op threads.
+    Returns None, or why TensorFlow is unavailable."""
+    if "tf" in _TF:
+        return None
+    if "error" in _TF:
+        return _TF["error"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        import keras
+    except Exception as e:  # ImportError, or TF's own errors when it is broken
+        _TF["error"] = f"tensorflow/keras not importable: {type(e).__name__}: {e}"
+        return _TF["error"]
+    _TF["tf"], _TF["keras"] = tf, keras
+    return None
+
+
+def tf_threads() -> Dict[str, int]:
+    tf = _TF.get("tf")
+    if tf is None:
+        return {}
+    return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+
+
+class _TFImpl(Impl):
+    group = "tensorflow"
+
+    def __init__(self, threads: int) -> None:
+        super().__init__()
+        self.threads = threads
+
+    def setup(self) -> None:
+        self.reason = init_tensorflow(self.threads)
+
+    @property
+    def tf(self):
+        return _TF["tf"]
+
+
+class TFRawOps(_TFImpl):
+    """tf.raw_ops.ResourceApplyKerasMomentum / ResourceApplyRMSProp / ResourceApplyAdam,
+    one op per variable, all in one tf.function."""
+
+    name = "tf.raw_ops"
+    description = ("TF's fused C++ kernels in one tf.function: ResourceApplyKerasMomentum (SGD), "
+                   "ResourceApplyRMSProp (RMSprop; also reads and writes a momentum array), "
+                   "ResourceApplyAdam (Adam)")
+
+    def make(self, optimizer: str, case: Case, data: Data) -> Step:
+        tf = self.tf
+        h = HYPER[optimizer]
+        var = [tf.Variable(p) for p in data.params]
+        grads = [tf.constant(g) for g in data.grads]
+        zeros = lambda: [tf.Variable(tf.zeros_like(p)) for p in data.params]  # noqa: E731
+        raw = tf.raw_ops
+        f = lambda x: tf.constant(x, tf.float32)  # noqa: E731
+        if optimizer == "sgd":
+            acc = zeros()
+            lr, mu = f(h["learning_rate"]), f(h["momentum"])
+
+            @tf.function
+            def fn():
+                for v, a, g in zip(var, acc, grads):
+                    raw.ResourceApplyKerasMomentum(var=v.handle, accum=a.handle, lr=lr, grad=g, momentum=mu,
+                                                   use_locking=False, use_nesterov=False)
+
+            keep = (var, acc)
+        elif optimizer == "rmsprop":
+            ms, mom = zeros(), zeros()
+            lr, rho, eps, mu = f(h["learning_rate"]), f(h["rho"]), f(h["epsilon"]), f(0.0)
+
+            @tf.function
+            def fn():
+                for v, s, o, g in zip(var, ms, mom, grads):
+                    raw.ResourceApplyRMSProp(var=v.handle, ms=s.handle, mom=o.handle, lr=lr, rho=rho,
+                                             momentum=mu, epsilon=eps, grad=g, use_locking=False)
+
+            keep = (var, ms, mom)
+        else:
+            m, v2 = zeros(), zeros()
+            lr, b1, b2, eps = f(h["learning_rate"]), f(h["beta_1"]), f(h["beta_2"]), f(h["epsilon"])
+            b1p, b2p = f(h["beta_1"] ** 10), f(h["beta_2"] ** 10)  # as at step 10; cost does not depend on it
+
+            @tf.function
+            def fn():
+                for v, a, b, g in zip(var, m, v2, grads):
+                    raw.ResourceApplyAdam(var=v.handle, m=a.handle, v=b.handle, beta1_power=b1p, beta2_power=b2p,
+                                          lr=lr, beta1=b1, beta2=b2, epsilon=eps, grad=g, use_locking=False,
+                                          use_nesterov=False)
+
+            keep = (var, m, v2)
+        fn()  # trace outside the timed region
+        step = lambda: fn()  # noqa: E731
+        step._keep = keep  # type: ignore[attr-defined]
+        return step
+
+
+def keras_step(keras_module: Any, optimizer_cls: Any, data: Data, hyper: Dict[str, float]) -> Step:
+    """``optimizer.apply_gradients`` over Keras variables inside one tf.function."""
+    tf = _TF["tf"]
+    keras = _TF["keras"]
+    variables = [keras.Variable(p, dtype="float32") for p in data.params]
+    grads = [tf.constant(g) for g in data.grads]
+    opt = optimizer_cls(**hyper)
+    opt.build(variables)
+
+    @tf.function
+    def fn():
+        opt.apply_gradients(zip(grads, variables))
+
+    fn()  # trace outside the timed region
+    step = lambda: fn()  # noqa: E731
+    step._keep = (variables, opt)  # type: ignore[attr-defined]
+    counts = getattr(opt, "path_counts", None)
+    if callable(counts):  # pyoptim.keras: prove which path the traced update takes
+        c = counts()
+        step._notes = {"fast_path": c["fallback"] == 0 and c["fast"] > 0, "path_counts": c}  # type: ignore[attr-defined]
+    return step
+
+
+class KerasOptimizers(_TFImpl):
+    name = "keras"
+    description = "keras.optimizers.SGD / RMSprop / Adam: apply_gradients inside tf.function"
+
+    def make(self, optimizer: str, case: Case, data: Data) -> Step:
+        ko = _TF["keras"].optimizers
+        cls = {"sgd": ko.SGD, "rmsprop": ko.RMSprop, "adam": ko.Adam}[optimizer]
+        return keras_step(_TF["keras"], cls, data, HYPER[optimizer])
+
+
+class PyoptimKeras(_TFImpl):
+    name = "pyoptim.keras"
+    group = "pyoptim"
+    description = "pyoptim.keras.SGD / RMSprop / Adam (TF custom op): apply_gradients inside tf.function"
+
+    def setup(self) -> None:
+        super().setup()
+        if self.reason:
+            return
+        try:
+            import pyoptim.keras as pk  # noqa: F401
+        except Exception as e:
+            self.reason = f"pyoptim.keras not importable: {type(e).__name__}: {e}"
+            return
+        missing = [c for c in ("SGD", "RMSprop", "Adam") if not hasattr(pk, c)]
+        if missing:
+            self.reason = f"pyoptim.keras lacks {', '.join(missing)}"
+            return
+        self._pk = pk
+
+    def make(self, optimizer: str, case: Case, data: Data) -> Step:
+        pk = self._pk
+        cls = {"sgd": pk.SGD, "rmsprop": pk.RMSprop, "adam": pk.Adam}[optimizer]
+        return keras_step(_TF["keras"], cls, data, HYPER[optimizer])
+
+    def info(self) -> Dict[str, object]:
+        d = super().info()
+        pk = getattr(self, "_pk", None)
+        status = getattr(pk, "status", None)
+        if callable(status):
+            try:
+                d["status"] = status()  # fast path available, library, ISA, kernel calls
+            except Exception as e:  # report, never fail the run for this
+                d["status"] = f"error: {type(e).__name__}: {e}"
+        return d

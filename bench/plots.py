@@ -1,0 +1,189 @@
+"""PNG plots with matplotlib's Agg backend (no display needed)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+STYLE = {  # implementation -> (color, linestyle, marker)
+    "pyoptim.fn": ("#d62728", "-", "o"),
+    "pyoptim.apply": ("#ff7f0e", "-", "s"),
+    "pyoptim.keras": ("#e377c2", "-", "D"),
+    "numpy": ("#7f7f7f", "-", "v"),
+    "tf.raw_ops": ("#2ca02c", "-", "^"),
+    "keras": ("#17becf", "-", "<"),
+    "torch.foreach": ("#1f77b4", "-", ">"),
+    "torch.fused": ("#9467bd", "-", "P"),
+    "roofline": ("#000000", "--", None),
+}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _rows(micro, opt, impl, multi: bool):
+    rows = [r for r in micro if r["optimizer"] == opt and r["impl"] == impl and r.get("available")
+            and (r["n_tensors"] > 1) == multi]
+    return sorted(rows, key=lambda r: r["n_elements"])
+
+
+def plot_time_vs_size(micro: List[Dict[str, Any]], optimizers: List[str], impls: List[str], path: str,
+                      title: str) -> None:
+    """Time per step against elements, log-log, one line per implementation, one panel
+    per optimizer; the multi-tensor case (100 tensors) as hollow markers at its total."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(optimizers), figsize=(5.2 * len(optimizers), 4.6), squeeze=False)
+    for ax, opt in zip(axes[0], optimizers):
+        for impl in impls:
+            color, ls, marker = STYLE.get(impl, ("#bcbd22", "-", "x"))
+            rows = _rows(micro, opt, impl, False)
+            if rows:
+                ax.plot([r["n_elements"] for r in rows], [r["median_s"] for r in rows], color=color, ls=ls,
+                        marker=marker, ms=4, label=impl, lw=1.5 if impl != "roofline" else 1.2)
+            multi = _rows(micro, opt, impl, True)
+            if multi:
+                ax.plot([r["n_elements"] for r in multi], [r["median_s"] for r in multi], ls="none",
+                        marker=marker or "_", ms=8, mfc="none", mec=color, mew=1.5)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("float32 elements per step")
+        ax.set_ylabel("time per step (s)")
+        ax.set_title(opt)
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title + "\nlines: one tensor; hollow markers: 100 tensors x 1e3 (multi-tensor)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_bandwidth(micro: List[Dict[str, Any]], optimizers: List[str], impls: List[str], path: str,
+                   title: str) -> None:
+    """Effective GB/s (the optimizer's traffic / time) against elements, one tensor."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(optimizers), figsize=(5.2 * len(optimizers), 4.2), squeeze=False)
+    for ax, opt in zip(axes[0], optimizers):
+        for impl in impls:
+            color, ls, marker = STYLE.get(impl, ("#bcbd22", "-", "x"))
+            rows = [r for r in _rows(micro, opt, impl, False) if r.get("gbps")]
+            if rows:
+                ax.plot([r["n_elements"] for r in rows], [r["gbps"] for r in rows], color=color, ls=ls,
+                        marker=marker, ms=4, label=impl)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("float32 elements per step")
+        ax.set_ylabel("effective GB/s")
+        ax.set_title(opt)
+        ax.grid(True, which="both", alpha=0.25)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_speedup(micro: List[Dict[str, Any]], optimizers: List[str], cases: List[str], impls: List[str],
+                 path: str, title: str) -> None:
+    """Bars: each implementation's time / pyoptim's time (pyoptim.fn for one tensor,
+    pyoptim.apply for 100 tensors), per size; pyoptim.keras is compared with keras."""
+    import numpy as np
+
+    plt = _plt()
+    others = [i for i in impls if not i.startswith("pyoptim") and i != "roofline"]
+    fig, axes = plt.subplots(len(optimizers), 1, figsize=(max(8, 1.3 * len(cases) + 3), 3.3 * len(optimizers)),
+                             squeeze=False)
+    for ax, opt in zip(axes[:, 0], optimizers):
+        width = 0.8 / max(1, len(others) + 1)
+        x = np.arange(len(cases))
+        series = others + ["keras/pyoptim.keras"]
+        for k, impl in enumerate(series):
+            vals = []
+            for case in cases:
+                if impl == "keras/pyoptim.keras":
+                    a = _one(micro, opt, case, "keras")
+                    b = _one(micro, opt, case, "pyoptim.keras")
+                    vals.append(a["median_s"] / b["median_s"] if a and b else np.nan)
+                else:
+                    a = _one(micro, opt, case, impl)
+                    vals.append(a.get("ratio_to_reference") if a and a.get("ratio_to_reference") else np.nan)
+            color = STYLE.get(impl, ("#e377c2", "-", None))[0]
+            ax.bar(x + (k - (len(series) - 1) / 2) * width, vals, width, label=impl if impl != "keras/pyoptim.keras"
+                   else "keras vs pyoptim.keras", color=color, hatch="//" if "/" in impl else None,
+                   edgecolor="white" if "/" not in impl else "black", lw=0.5)
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xticks(x)
+        ax.set_xticklabels(cases)
+        ax.set_ylabel("speedup of pyoptim (x)")
+        ax.set_title(opt, fontsize=10)
+        ax.grid(True, axis="y", which="both", alpha=0.25)
+    axes[0][0].legend(fontsize=7, ncol=4, loc="upper left")
+    fig.suptitle(title + "\nbar = other's time / pyoptim's time (> 1: pyoptim faster)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _one(micro, opt, case, impl) -> Optional[Dict[str, Any]]:
+    for r in micro:
+        if r["optimizer"] == opt and r["case"] == case and r["impl"] == impl and r.get("available"):
+            return r
+    return None
+
+
+def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
+    """Bars: median model.fit epoch time per model and optimizer, per implementation."""
+    import numpy as np
+
+    plt = _plt()
+    res = e2e.get("results", [])
+    models = list(dict.fromkeys(r["model"] for r in res))
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        rows = [r for r in res if r["model"] == model]
+        opts = list(dict.fromkeys(r["optimizer"] for r in rows))
+        impls = list(dict.fromkeys(r["impl"] for r in rows))
+        x = np.arange(len(opts))
+        width = 0.8 / max(1, len(impls))
+        for k, impl in enumerate(impls):
+            vals = [next((r["epoch_median_s"] for r in rows if r["optimizer"] == o and r["impl"] == impl), np.nan)
+                    for o in opts]
+            ax.bar(x + (k - (len(impls) - 1) / 2) * width, vals, width, label=impl,
+                   color=STYLE.get(impl, ("#bcbd22",))[0])
+        ax.set_xticks(x)
+        ax.set_xticklabels(opts)
+        ax.set_ylabel("epoch time (s)")
+        params = rows[0]["parameters"] if rows else 0
+        ax.set_title(f"{model} ({params / 1e6:.2f}M parameters)", fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(True, axis="y", alpha=0.25)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_all(results: Dict[str, Any], out_dir: str) -> List[str]:
+    """Write every plot that has data into ``out_dir``; return the file names."""
+    micro = results.get("micro", [])
+    s = results["settings"]
+    m = results["machine"]
+    title = (f"pyoptim bench ({s['mode']}), {m.get('cpu_model')}, {s['threads']} threads, "
+             f"{m.get('date', '')[:10]}")
+    opts, cases, impls = s["optimizers"], s["cases"], s["implementations"]
+    written = []
+    if micro:
+        for name, fn in (("time_vs_size.png", lambda p: plot_time_vs_size(micro, opts, impls, p, title)),
+                         ("bandwidth.png", lambda p: plot_bandwidth(micro, opts, impls, p, title)),
+                         ("speedup.png", lambda p: plot_speedup(micro, opts, cases, impls, p, title))):
+            fn(os.path.join(out_dir, name))
+            written.append(name)
+    if results.get("e2e") and results["e2e"].get("results"):
+        plot_e2e(results["e2e"], os.path.join(out_dir, "e2e.png"), title)
+        written.append("e2e.png")
+    return written

@@ -1,0 +1,87 @@
+"""What is benchmarked: optimizers, their hyperparameters, size cases and data.
+
+Every implementation of one cell starts from the same float32 arrays (same seed):
+parameters and gradients drawn from N(0, 1), states zero.  The same gradient is
+applied at every step (the step's cost does not depend on the values; random
+normals never produce subnormals in the states).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+OPTIMIZERS: Tuple[str, ...] = ("sgd", "rmsprop", "adam")
+
+#: Keras' defaults, except SGD's momentum (0.9: the benchmark is SGD *with momentum*).
+HYPER: Dict[str, Dict[str, float]] = {
+    "sgd": {"learning_rate": 0.01, "momentum": 0.9},
+    "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "epsilon": 1e-7},
+    "adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+}
+
+#: State arrays per optimizer for these hyperparameters (Keras' slot names).
+STATE_NAMES: Dict[str, Tuple[str, ...]] = {
+    "sgd": ("momentums",),
+    "rmsprop": ("velocities",),
+    "adam": ("momentums", "velocities"),
+}
+
+N_STATES_OF: Dict[str, int] = {k: len(v) for k, v in STATE_NAMES.items()}
+
+FULL_SIZES: Tuple[int, ...] = (1, 10**3, 10**4, 10**5, 10**6, 10**7)
+QUICK_SIZES: Tuple[int, ...] = (1, 10**4, 10**6)
+MULTI = (100, 10**3)  # 100 tensors of 1e3 elements
+QUICK_MULTI = (10, 10**3)  # quick: 10 tensors (tracing Keras' update for 100 variables takes seconds)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark size: ``n_tensors`` tensors of ``size`` float32 elements."""
+
+    n_tensors: int
+    size: int
+
+    @property
+    def label(self) -> str:
+        s = _short(self.size)
+        return s if self.n_tensors == 1 else f"{self.n_tensors}x{s}"
+
+    @property
+    def total(self) -> int:
+        return self.n_tensors * self.size
+
+    @property
+    def sizes(self) -> List[int]:
+        return [self.size] * self.n_tensors
+
+
+def _short(n: int) -> str:
+    if n >= 1000 and n == 10 ** (len(str(n)) - 1):
+        return f"1e{len(str(n)) - 1}"
+    return str(n)
+
+
+def parse_case(text: str) -> Case:
+    """'1e6' -> Case(1, 10**6); '100x1e3' -> Case(100, 1000)."""
+    text = text.strip().lower()
+    if "x" in text:
+        a, b = text.split("x", 1)
+        return Case(int(float(a)), int(float(b)))
+    return Case(1, int(float(text)))
+
+
+@dataclass
+class Data:
+    """Initial arrays of one cell (copied by every implementation)."""
+
+    params: List[np.ndarray]
+    grads: List[np.ndarray]
+
+
+def make_data(case: Case, seed: int = 0) -> Data:
+    rng = np.random.default_rng(seed)
+    params = [rng.standard_normal(n, dtype=np.float32) for n in case.sizes]
+    grads = [rng.standard_normal(n, dtype=np.float32) for n in case.sizes]
+    return Data(params, grads)

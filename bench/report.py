@@ -1,0 +1,154 @@
+"""Derived figures (GB/s, fraction of roofline, ratios), the issue's targets and the
+terminal table."""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Optional
+
+from roofline import bytes_per_element
+
+#: Reference implementation per case: the multi-tensor API for lists of tensors.
+def reference_impl(n_tensors: int) -> str:
+    return "pyoptim.apply" if n_tensors > 1 else "pyoptim.fn"
+
+
+def add_derived(micro: List[Dict[str, Any]]) -> None:
+    """Add ``gbps``, ``roofline_fraction``, ``ratio_to_reference`` (this time / the
+    pyoptim reference's time: > 1 means pyoptim is faster) to every available row."""
+    by_cell: Dict[tuple, Dict[str, Dict[str, Any]]] = {}
+    for row in micro:
+        by_cell.setdefault((row["optimizer"], row["case"]), {})[row["impl"]] = row
+    for (opt, _case), rows in by_cell.items():
+        roof = rows.get("roofline")
+        roof_t = roof["median_s"] if roof and roof.get("available") else None
+        for row in rows.values():
+            if not row.get("available"):
+                continue
+            t = row["median_s"]
+            nbytes = bytes_per_element(opt) * row["n_elements"]
+            row["bytes_per_step"] = nbytes
+            row["gbps"] = nbytes / t / 1e9 if t > 0 else None
+            row["roofline_fraction"] = roof_t / t if roof_t and t > 0 else None
+            ref = rows.get(reference_impl(row["n_tensors"]))
+            row["reference"] = reference_impl(row["n_tensors"])
+            row["ratio_to_reference"] = t / ref["median_s"] if ref and ref.get("available") else None
+
+
+def _find(micro: Iterable[Dict[str, Any]], opt: str, case: str, impl: str) -> Optional[Dict[str, Any]]:
+    for row in micro:
+        if row["optimizer"] == opt and row["case"] == case and row["impl"] == impl and row.get("available"):
+            return row
+    return None
+
+
+def _target(name: str, goal: str, measured: Optional[float], unit: str, ok: Optional[bool], detail: str = "") -> Dict[str, Any]:
+    return {"name": name, "target": goal, "measured": measured, "unit": unit, "met": ok, "detail": detail}
+
+
+def targets(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The targets of issue 5, evaluated on this run (reported, never asserted)."""
+    out: List[Dict[str, Any]] = []
+    r = _find(micro, "adam", "1e7", "pyoptim.fn")
+    frac = r.get("roofline_fraction") if r else None
+    out.append(_target("adam_1e7_roofline_fraction", ">= 0.9", frac, "fraction", None if frac is None else frac >= 0.9,
+                       f"{r['gbps']:.1f} GB/s" if r else "not measured"))
+    ratios = []
+    for row in micro:
+        if row["optimizer"] == "adam" and row["impl"] == "torch.fused" and row.get("available"):
+            ref = _find(micro, "adam", row["case"], reference_impl(row["n_tensors"]))
+            if ref:
+                ratios.append((row["median_s"] / ref["median_s"], row["case"]))
+    worst = min(ratios) if ratios else None
+    out.append(_target("adam_vs_torch_fused_every_size", ">= 1.0x (torch time / pyoptim time)",
+                       worst[0] if worst else None, "x", None if worst is None else worst[0] >= 1.0,
+                       ", ".join(f"{c}: {x:.2f}x" for x, c in ratios) if ratios else "torch not measured"))
+    for opt in ("adam", "sgd", "rmsprop"):
+        r = _find(micro, opt, "1", "pyoptim.fn")
+        us = r["median_s"] * 1e6 if r else None
+        out.append(_target(f"{opt}_call_overhead_n1", "<= 2 us", us, "us", None if us is None else us <= 2.0))
+    for opt in ("adam", "sgd", "rmsprop"):
+        r = _find(micro, opt, "100x1e3", "pyoptim.apply")
+        us = r["median_s"] * 1e6 if r else None
+        out.append(_target(f"{opt}_multi_100x1e3", "<= 60 us", us, "us", None if us is None else us <= 60.0))
+    k = _find(micro, "adam", "1e7", "keras")
+    pk = _find(micro, "adam", "1e7", "pyoptim.keras")
+    ratio = k["median_s"] / pk["median_s"] if k and pk else None
+    out.append(_target("keras_path_adam_1e7", ">= 10x (keras.optimizers time / pyoptim.keras time)", ratio, "x",
+                       None if ratio is None else ratio >= 10.0,
+                       "" if ratio is not None else "pyoptim.keras or keras not measured at 1e7"))
+    ratio = None
+    if e2e:
+        rows = {x["impl"]: x for x in e2e.get("results", []) if x["model"] == "heavy" and x["optimizer"] == "adam"}
+        if "keras" in rows and "pyoptim.keras" in rows:
+            ratio = rows["keras"]["epoch_median_s"] / rows["pyoptim.keras"]["epoch_median_s"]
+    out.append(_target("fit_epoch_heavy_adam", ">= 2x (keras epoch / pyoptim.keras epoch)", ratio, "x",
+                       None if ratio is None else ratio >= 2.0, "" if ratio is not None else "not measured"))
+    return out
+
+
+def fmt_time(s: Optional[float]) -> str:
+    if s is None or (isinstance(s, float) and math.isnan(s)):
+        return "-"
+    if s < 1e-6:
+        return f"{s * 1e9:.0f} ns"
+    if s < 1e-3:
+        return f"{s * 1e6:.2f} us" if s < 1e-5 else f"{s * 1e6:.1f} us"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms" if s < 1e-2 else f"{s * 1e3:.1f} ms"
+    return f"{s:.2f} s"
+
+
+def micro_table(micro: List[Dict[str, Any]], optimizers: List[str], cases: List[str], impls: List[str]) -> str:
+    """One block per optimizer; per size, one line per implementation."""
+    lines: List[str] = []
+    head = f"{'size':>9} {'implementation':<15} {'median':>10} {'IQR':>10} {'GB/s':>7} {'roofline':>8} {'vs ref':>8}"
+    for opt in optimizers:
+        lines.append("")
+        lines.append(f"== {opt} (float32, {bytes_per_element(opt)} bytes/element; 'vs ref' = time / pyoptim's time) ==")
+        lines.append(head)
+        for case in cases:
+            rows = [r for r in micro if r["optimizer"] == opt and r["case"] == case]
+            if not rows:
+                continue
+            order = {name: i for i, name in enumerate(impls)}
+            rows.sort(key=lambda r: order.get(r["impl"], 99))
+            for r in rows:
+                if not r.get("available"):
+                    lines.append(f"{case:>9} {r['impl']:<15} {'unavailable: ' + str(r.get('reason', ''))[:60]}")
+                    continue
+                gbps = f"{r['gbps']:.2f}" if r.get("gbps") is not None else "-"
+                frac = f"{100 * r['roofline_fraction']:.0f}%" if r.get("roofline_fraction") is not None else "-"
+                ratio = f"{r['ratio_to_reference']:.2f}x" if r.get("ratio_to_reference") is not None else "-"
+                lines.append(f"{case:>9} {r['impl']:<15} {fmt_time(r['median_s']):>10} {fmt_time(r['iqr_s']):>10} "
+                             f"{gbps:>7} {frac:>8} {ratio:>8}")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def e2e_table(e2e: Optional[Dict[str, Any]]) -> str:
+    if not e2e or not e2e.get("results"):
+        return ""
+    lines = ["", "== model.fit epoch time (median over epochs; 'vs pyoptim' = time / pyoptim.keras' time) ==",
+             f"{'model':<9} {'params':>11} {'optimizer':<8} {'implementation':<15} {'epoch':>10} {'IQR':>10} "
+             f"{'vs pyoptim':>10}"]
+    res = e2e["results"]
+    for r in res:
+        ref = next((x for x in res if x["model"] == r["model"] and x["optimizer"] == r["optimizer"]
+                    and x["impl"] == "pyoptim.keras"), None)
+        ratio = f"{r['epoch_median_s'] / ref['epoch_median_s']:.2f}x" if ref else "-"
+        lines.append(f"{r['model']:<9} {r['parameters']:>11,} {r['optimizer']:<8} {r['impl']:<15} "
+                     f"{fmt_time(r['epoch_median_s']):>10} {fmt_time(r['epoch_iqr_s']):>10} {ratio:>10}")
+    if e2e.get("unavailable"):
+        lines.append(f"(pyoptim.keras unavailable: {e2e['unavailable']})")
+    return "\n".join(lines)
+
+
+def targets_table(ts: List[Dict[str, Any]]) -> str:
+    lines = ["", "== targets (issue 5; reported, not asserted) =="]
+    for t in ts:
+        m = t["measured"]
+        ms = "-" if m is None else (f"{m:.3g} {t['unit']}")
+        status = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        detail = f"  [{t['detail']}]" if t.get("detail") else ""
+        lines.append(f"{t['name']:<32} {t['target']:<50} {ms:>12}  {status}{detail}")
+    return "\n".join(lines)

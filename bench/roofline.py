@@ -1,0 +1,274 @@
+"""The memory roofline: a plain C loop with an optimizer's memory traffic.
+
+Each optimizer step reads the parameter, the gradient and the state arrays and
+writes the parameter and the states.  For float32 (4 bytes) with Keras' defaults:
+
+* SGD with momentum: read p, g, m; write p, m            -> 5 x 4 = 20 bytes/element
+* RMSprop (rho, no momentum): read p, g, v; write p, v   -> 5 x 4 = 20 bytes/element
+* Adam: read p, g, m, v; write p, m, v                   -> 7 x 4 = 28 bytes/element
+
+(Written lines were read first, so write-allocate adds no traffic.)  The C loops
+below move exactly those arrays with trivial arithmetic (no division, no square
+root), so their time is the memory system's limit for that traffic.  They are
+compiled by the benchmark at run time with the C compiler on PATH (``cc``, ``gcc``
+or ``clang``, ``-O3 -march=native -fopenmp``, with fallbacks) and called through
+ctypes on the NumPy buffers.  Threads: an explicit ``num_threads`` clause with the
+benchmark's thread count (OMP_NUM_THREADS is set to the same value).  Like the
+kernels, a list of arrays is split as one virtual array into one contiguous share
+per thread; for each size the loop is timed once single-threaded and once with all
+threads and keeps the faster mode, so the roofline is the best of the two.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+#: Arrays read / written per element by each optimizer (float32 keras defaults).
+TRAFFIC = {
+    "sgd": {"read": ("param", "grad", "momentum"), "write": ("param", "momentum")},
+    "rmsprop": {"read": ("param", "grad", "velocity"), "write": ("param", "velocity")},
+    "adam": {"read": ("param", "grad", "m", "v"), "write": ("param", "m", "v")},
+}
+
+#: Number of state arrays per optimizer.
+N_STATES = {"sgd": 1, "rmsprop": 1, "adam": 2}
+
+
+def bytes_per_element(optimizer: str, itemsize: int = 4) -> int:
+    """(reads + writes) x itemsize: 20 for SGD-momentum and RMSprop, 28 for Adam (float32)."""
+    t = TRAFFIC[optimizer]
+    return (len(t["read"]) + len(t["write"])) * itemsize
+
+
+C_SOURCE = r"""
+#include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+typedef int64_t i64;
+
+/* Split a list of segments (one virtual array of `total` elements) into one
+   contiguous, 16-element aligned share per thread, as the kernels do. */
+#define SHARE_LOOP(BODY)                                                        \
+  i64 total = 0;                                                                \
+  for (int k = 0; k < nseg; ++k) total += n[k];                                 \
+  if (nt > 1) {                                                                 \
+    _Pragma("omp parallel num_threads(nt)")                                     \
+    {                                                                           \
+      i64 nth = 1, tid = 0;                                                     \
+      ROOF_THREAD_IDS                                                           \
+      i64 share = (total + nth - 1) / nth;                                      \
+      share = (share + 15) / 16 * 16;                                           \
+      i64 lo = tid * share < total ? tid * share : total;                       \
+      i64 hi = lo + share < total ? lo + share : total;                         \
+      i64 off = 0;                                                              \
+      for (int k = 0; k < nseg && off < hi; ++k) {                              \
+        i64 b = lo > off ? lo - off : 0;                                        \
+        i64 e = hi < off + n[k] ? hi - off : n[k];                              \
+        if (b < e) { BODY }                                                     \
+        off += n[k];                                                            \
+      }                                                                         \
+    }                                                                           \
+  } else {                                                                      \
+    for (int k = 0; k < nseg; ++k) { i64 b = 0, e = n[k]; BODY }                \
+  }
+
+#ifdef _OPENMP
+#define ROOF_THREAD_IDS nth = omp_get_num_threads(); tid = omp_get_thread_num();
+#else
+#define ROOF_THREAD_IDS
+#endif
+
+/* read p, g, s; write p, s  (SGD momentum, RMSprop) */
+static void run1(float* restrict p, const float* restrict g, float* restrict s,
+                 i64 b, i64 e, float a, float c) {
+#pragma omp simd
+  for (i64 i = b; i < e; ++i) {
+    float si = s[i] * a + g[i] * c;
+    s[i] = si;
+    p[i] = p[i] + si;
+  }
+}
+
+/* read p, g, s1, s2; write p, s1, s2  (Adam) */
+static void run2(float* restrict p, const float* restrict g, float* restrict s1,
+                 float* restrict s2, i64 b, i64 e, float a, float c) {
+#pragma omp simd
+  for (i64 i = b; i < e; ++i) {
+    float gi = g[i];
+    float mi = s1[i] * a + gi * c;
+    float vi = s2[i] * a + gi * gi * c;
+    s1[i] = mi;
+    s2[i] = vi;
+    p[i] = p[i] - mi * c + vi * c;
+  }
+}
+
+void roof_states1(float** p, float** g, float** s, const i64* n, int nseg, int nt) {
+  SHARE_LOOP(run1(p[k], g[k], s[k], b, e, 0.9f, 1e-3f);)
+}
+
+void roof_states2(float** p, float** g, float** s1, float** s2, const i64* n, int nseg, int nt) {
+  SHARE_LOOP(run2(p[k], g[k], s1[k], s2[k], b, e, 0.9f, 1e-3f);)
+}
+
+int roof_openmp(void) {
+#ifdef _OPENMP
+  return 1;
+#else
+  return 0;
+#endif
+}
+"""
+
+FLAG_SETS: Sequence[Sequence[str]] = (
+    ("-O3", "-march=native", "-fopenmp"),
+    ("-O3", "-fopenmp"),
+    ("-O3", "-march=native"),
+    ("-O3",),
+)
+
+
+@dataclass
+class RooflineLib:
+    """The compiled roofline loops and how they were built."""
+
+    lib: ctypes.CDLL
+    compiler: str
+    compiler_version: str
+    flags: List[str]
+    openmp: bool
+    workdir: str
+
+    def info(self) -> Dict[str, object]:
+        return {
+            "available": True,
+            "compiler": self.compiler,
+            "compiler_version": self.compiler_version,
+            "flags": self.flags,
+            "openmp": self.openmp,
+            "bytes_per_element": {k: bytes_per_element(k) for k in TRAFFIC},
+            "traffic": {k: {"read": list(v["read"]), "write": list(v["write"])} for k, v in TRAFFIC.items()},
+        }
+
+
+def find_compiler() -> Optional[str]:
+    """$CC if set, else the first of cc, gcc, clang on PATH."""
+    cc = os.environ.get("CC")
+    if cc and shutil.which(cc):
+        return shutil.which(cc)
+    for name in ("cc", "gcc", "clang"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def build(workdir: Optional[str] = None) -> RooflineLib:
+    """Compile :data:`C_SOURCE` into a shared library and load it.  Tries the flag
+    sets of :data:`FLAG_SETS` in order.  Raises RuntimeError with the compiler's
+    message when no compiler is found or nothing compiles."""
+    cc = find_compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler on PATH (looked for $CC, cc, gcc, clang)")
+    workdir = workdir or tempfile.mkdtemp(prefix="pyoptim-roofline-")
+    src = os.path.join(workdir, "roofline.c")
+    with open(src, "w") as f:
+        f.write(C_SOURCE)
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        version = "unknown"
+    errors = []
+    for i, flags in enumerate(FLAG_SETS):
+        out = os.path.join(workdir, f"roofline{i}.so")
+        cmd = [cc, *flags, "-std=c99", "-fPIC", "-shared", src, "-o", out]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            errors.append(f"{' '.join(cmd)}: {proc.stderr.strip()[:400]}")
+            continue
+        lib = ctypes.CDLL(out)
+        pp = ctypes.POINTER(ctypes.c_void_p)
+        lib.roof_states1.argtypes = [pp, pp, pp, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        lib.roof_states2.argtypes = [pp, pp, pp, pp, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        lib.roof_states1.restype = lib.roof_states2.restype = None
+        lib.roof_openmp.restype = ctypes.c_int
+        return RooflineLib(lib, cc, version, list(flags), bool(lib.roof_openmp()), workdir)
+    raise RuntimeError("could not compile the roofline loop:\n" + "\n".join(errors))
+
+
+def _ptrs(arrays: Sequence[np.ndarray]) -> ctypes.Array:
+    return (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+
+
+class RooflineStep:
+    """One roofline step over a list of float32 arrays: ``step()`` runs the C loop.
+
+    Holds references to the arrays (the C side gets raw pointers).  ``mode`` is
+    'serial' or 'parallel' (all threads); :meth:`calibrate` picks the faster.
+    """
+
+    def __init__(self, roof: RooflineLib, optimizer: str, params: List[np.ndarray], grads: List[np.ndarray],
+                 states: List[List[np.ndarray]], threads: int) -> None:
+        for a in [*params, *grads, *[x for s in states for x in s]]:
+            if a.dtype != np.float32 or not a.flags.c_contiguous or not a.flags.writeable:
+                raise ValueError("roofline arrays must be writeable, C-contiguous float32")
+        self._keep = (params, grads, states)
+        self._p, self._g = _ptrs(params), _ptrs(grads)
+        self._s = [_ptrs(s) for s in states]
+        self._n = np.array([a.size for a in params], dtype=np.int64)
+        self._nptr = ctypes.c_void_p(self._n.ctypes.data)
+        self._nseg = len(params)
+        self._threads = max(1, int(threads))
+        self._two = N_STATES[optimizer] == 2
+        self._lib = roof.lib
+        self.nt = self._threads
+        self.mode = "parallel" if self._threads > 1 else "serial"
+
+    def step(self) -> None:
+        if self._two:
+            self._lib.roof_states2(self._p, self._g, self._s[0], self._s[1], self._nptr, self._nseg, self.nt)
+        else:
+            self._lib.roof_states1(self._p, self._g, self._s[0], self._nptr, self._nseg, self.nt)
+
+    def calibrate(self, probe_s: float = 0.02) -> Dict[str, float]:
+        """Time the serial and the parallel mode alternately for about ``probe_s``
+        each and keep the faster.  Returns the two median step times."""
+        if self._threads == 1:
+            self.nt, self.mode = 1, "serial"
+            return {}
+        found: Dict[str, List[float]] = {"serial": [], "parallel": []}
+        for _ in range(3):
+            for mode, nt in (("serial", 1), ("parallel", self._threads)):
+                self.nt = nt
+                self.step()
+        deadline = time.perf_counter() + 2 * probe_s
+        while time.perf_counter() < deadline or min(len(v) for v in found.values()) < 5:
+            for mode, nt in (("serial", 1), ("parallel", self._threads)):
+                self.nt = nt
+                k = 1
+                t0 = time.perf_counter()
+                self.step()
+                dt = time.perf_counter() - t0
+                if dt < 1e-4:  # batch tiny steps so the clock resolves them
+                    k = 50
+                    t0 = time.perf_counter()
+                    for _ in range(k):
+                        self.step()
+                    dt = (time.perf_counter() - t0) / k
+                found[mode].append(dt)
+            if min(len(v) for v in found.values()) >= 200:
+                break
+        med = {m: statistics.median(v) for m, v in found.items()}
+        self.mode = min(med, key=med.get)
+        self.nt = 1 if self.mode == "serial" else self._threads
+        return med

@@ -1,0 +1,275 @@
+#!/usr/bin/env python
+"""pyoptim's benchmark suite: one command.
+
+    python bench/run.py                 # full suite (several minutes), results in bench/results/
+    python bench/run.py --quick         # smoke test, under a minute (what CI runs)
+    python bench/run.py --out DIR       # results.json, table.txt and PNG plots in DIR
+
+Per optimizer (SGD with momentum, RMSprop, Adam), float32, per size (1, 1e3 ... 1e7
+elements, and 100 tensors x 1e3), it times pyoptim's NumPy API (functional and
+stateful multi-tensor), pyoptim.keras and keras.optimizers (apply_gradients in a
+tf.function), TF's fused kernels (tf.raw_ops.ResourceApply*), plain NumPy, torch.optim
+(foreach and fused, if torch is installed) and the memory roofline (a C loop with
+the same traffic, compiled here); then model.fit epoch times with pyoptim.keras and
+keras.optimizers.  See bench/README.md for the method and every column.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: sizes 1, 1e4, 1e6 and 10x1e3, few rounds, small e2e (Adam only)")
+    ap.add_argument("--out", metavar="DIR", default=None,
+                    help="directory for results.json, table.txt and the PNGs (default: bench/results)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads for every implementation (default: $OMP_NUM_THREADS, else the usable CPUs)")
+    ap.add_argument("--optimizers", default="sgd,rmsprop,adam", help="comma-separated subset of sgd,rmsprop,adam")
+    ap.add_argument("--sizes", default=None,
+                    help="comma-separated cases, e.g. '1,1e3,1e7,100x1e3' (default: all, or the quick set)")
+    ap.add_argument("--impls", default=None, help="comma-separated subset of the implementations")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per cell (default 30; quick 5)")
+    ap.add_argument("--min-sample-ms", type=float, default=None,
+                    help="minimum duration of one timed sample (default 2 ms; quick 0.5 ms)")
+    ap.add_argument("--cell-budget", type=float, default=None,
+                    help="seconds of timing per cell before stopping early (default 20; quick 2)")
+    ap.add_argument("--e2e-rounds", type=int, default=None, help="timed epochs per implementation (default 5; quick 2)")
+    ap.add_argument("--no-e2e", action="store_true", help="skip the model.fit benchmark")
+    ap.add_argument("--no-micro", action="store_true", help="skip the per-step benchmark")
+    ap.add_argument("--no-plots", action="store_true", help="write no PNG")
+    args = ap.parse_args(argv)
+    return args
+
+
+def _default_threads() -> int:
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.strip().isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    threads = args.threads or _default_threads()
+    if threads < 1:
+        print("error: --threads must be >= 1", file=sys.stderr)
+        return 2
+    # Before any OpenMP runtime or TensorFlow is loaded:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+
+    import numpy as np  # noqa: F401  (after OMP_NUM_THREADS)
+
+    import harness
+    import machine
+    import plots
+    import problems
+    import report
+    from impl_base import Unavailable
+    from impl_numpy import NumpyPlain, PyoptimFunctional, PyoptimStateful, Roofline
+    from impl_tf import KerasOptimizers, PyoptimKeras, TFRawOps, init_tensorflow, tf_threads
+    from impl_torch import TorchOptim, torch_threads
+
+    import pyoptim
+
+    pyoptim.set_num_threads(threads)
+
+    quick = args.quick
+    optimizers = [o.strip().lower() for o in args.optimizers.split(",") if o.strip()]
+    bad = [o for o in optimizers if o not in problems.OPTIMIZERS]
+    if bad:
+        print(f"error: --optimizers: unknown {', '.join(bad)} (choose from sgd, rmsprop, adam)", file=sys.stderr)
+        return 2
+    if args.sizes:
+        try:
+            cases = [problems.parse_case(s) for s in args.sizes.split(",") if s.strip()]
+        except ValueError:
+            print(f"error: --sizes: cannot parse {args.sizes!r} (e.g. 1,1e3,100x1e3)", file=sys.stderr)
+            return 2
+    else:
+        sizes = problems.QUICK_SIZES if quick else problems.FULL_SIZES
+        multi = problems.QUICK_MULTI if quick else problems.MULTI
+        cases = [problems.Case(1, n) for n in sizes] + [problems.Case(*multi)]
+    rounds = args.rounds or (5 if quick else 30)
+    min_sample_s = (args.min_sample_ms or (0.5 if quick else 2.0)) / 1e3
+    budget = args.cell_budget or (2.0 if quick else 20.0)
+    e2e_rounds = args.e2e_rounds or (2 if quick else 5)
+    out_dir = args.out or os.path.join(here, "results")
+    os.makedirs(out_dir, exist_ok=True)
+
+    t_start = time.time()
+    info = machine.machine_info()
+    log(f"pyoptim bench ({'quick' if quick else 'full'}): {info['cpu_model']}, {threads} threads, "
+        f"load average {info['load_average_start']}")
+
+    impls = [PyoptimFunctional(), PyoptimStateful(), PyoptimKeras(threads), KerasOptimizers(threads),
+             TFRawOps(threads), TorchOptim(threads, fused=True), TorchOptim(threads, fused=False), NumpyPlain(),
+             Roofline(threads)]
+    if args.impls:
+        wanted = {x.strip() for x in args.impls.split(",") if x.strip()}
+        unknown = wanted - {i.name for i in impls}
+        if unknown:
+            print(f"error: --impls: unknown {', '.join(sorted(unknown))} "
+                  f"(choose from {', '.join(i.name for i in impls)})", file=sys.stderr)
+            return 2
+        impls = [i for i in impls if i.name in wanted]
+    # TensorFlow first: its thread pools must be configured before anything starts it.
+    phases: Dict[str, float] = {}
+    t0 = time.perf_counter()
+    if not args.no_e2e or any(i.group == "tensorflow" or i.name == "pyoptim.keras" for i in impls):
+        init_tensorflow(threads)
+        log(f"  import tensorflow {time.perf_counter() - t0:6.2f} s")
+    for impl in impls:
+        t0 = time.perf_counter()
+        impl.setup()
+        state = "ok" if impl.reason is None else f"unavailable: {impl.reason}"
+        log(f"  setup {impl.name:<14} {time.perf_counter() - t0:6.2f} s  {state}")
+
+    phases["setup_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    micro: List[Dict[str, Any]] = []
+    if not args.no_micro:
+        for opt in optimizers:
+            for case in cases:
+                data = problems.make_data(case)
+                steps: Dict[str, Any] = {}
+                rows: Dict[str, Dict[str, Any]] = {}
+                t_cell = time.perf_counter()
+                for impl in impls:
+                    row = {"optimizer": opt, "case": case.label, "n_tensors": case.n_tensors,
+                           "tensor_size": case.size, "n_elements": case.total, "impl": impl.name,
+                           "available": False}
+                    rows[impl.name] = row
+                    if impl.reason is not None:
+                        row["reason"] = impl.reason
+                        continue
+                    try:
+                        steps[impl.name] = impl.make(opt, case, data)
+                        row.update(getattr(steps[impl.name], "_notes", {}))
+                    except Unavailable as e:
+                        row["reason"] = str(e)
+                    except Exception as e:  # a broken implementation must not stop the others
+                        row["reason"] = f"error: {type(e).__name__}: {e}"
+                        log(f"  {opt} {case.label} {impl.name}: {row['reason']}")
+                stats = harness.measure_interleaved(steps, rounds=rounds, min_rounds=min(3, rounds),
+                                                    min_sample_s=min_sample_s, warmup=3, budget_s=budget)
+                for name, st in stats.items():
+                    rows[name].update(available=True, **st.as_dict())
+                micro.extend(rows.values())
+                best = {n: report.fmt_time(s.median_s) for n, s in stats.items()}
+                log(f"  {opt:8s} {case.label:>8s} ({time.perf_counter() - t_cell:5.1f} s): "
+                    + ", ".join(f"{n} {t}" for n, t in best.items()))
+                del steps, data, stats
+                gc.collect()
+        report.add_derived(micro)
+
+    phases["micro_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    e2e = None
+    if not args.no_e2e:
+        err = init_tensorflow(threads)
+        if err:
+            e2e = {"results": [], "unavailable": err}
+        else:
+            import keras
+
+            from e2e import run_e2e
+
+            ko = keras.optimizers
+            classes = {"keras": {"sgd": ko.SGD, "rmsprop": ko.RMSprop, "adam": ko.Adam}}
+            pk_impl = next((i for i in impls if i.name == "pyoptim.keras"), None) or PyoptimKeras(threads)
+            if pk_impl.reason is None and not hasattr(pk_impl, "_pk"):
+                pk_impl.setup()
+            if pk_impl.reason is None:
+                pk = pk_impl._pk
+                classes = {"pyoptim.keras": {"sgd": pk.SGD, "rmsprop": pk.RMSprop, "adam": pk.Adam}, **classes}
+            e2e_opts = ["adam"] if quick else optimizers
+            e2e_opts = [o for o in e2e_opts if o in optimizers] or optimizers[:1]
+            e2e = run_e2e(keras, classes, e2e_opts, quick, e2e_rounds, log=log)
+            if pk_impl.reason is not None:
+                e2e["unavailable"] = pk_impl.reason
+
+    phases["e2e_s"] = time.perf_counter() - t0
+    impl_names = [i.name for i in impls]
+    results: Dict[str, Any] = {
+        "schema": "pyoptim-bench/1",
+        "settings": {
+            "mode": "quick" if quick else "full",
+            "threads": threads,
+            "thread_settings": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                                "pyoptim": pyoptim.get_num_threads(), "tensorflow": tf_threads(),
+                                "torch": torch_threads(), "roofline_c_loop": threads},
+            "dtype": "float32",
+            "optimizers": optimizers,
+            "cases": [c.label for c in cases],
+            "implementations": impl_names,
+            "hyperparameters": problems.HYPER,
+            "rounds": rounds,
+            "min_sample_s": min_sample_s,
+            "cell_budget_s": budget,
+            "warmup_steps": 3,
+            "e2e_rounds": e2e_rounds,
+            "method": "warm-up; samples of >= min_sample_s (batched steps); round-robin interleaving of all "
+                      "implementations per round with rotating order; median, quartiles, IQR",
+        },
+        "machine": info,
+        "implementations": {i.name: i.info() for i in impls},
+        "micro": micro,
+        "e2e": e2e,
+    }
+    results["targets"] = report.targets(micro, e2e)
+    results["machine"]["load_average_end"] = machine.load_average()
+    results["duration_s"] = round(time.time() - t_start, 2)
+    results["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
+
+    table = "\n".join([
+        report.micro_table(micro, optimizers, [c.label for c in cases], impl_names) if micro else "",
+        report.e2e_table(e2e),
+        report.targets_table(results["targets"]),
+        "",
+        f"threads: {threads} for every implementation; load average {info['load_average_start']} -> "
+        f"{results['machine']['load_average_end']}; {results['duration_s']:.0f} s "
+        f"({', '.join(f'{k[:-2]} {v:.0f} s' for k, v in phases.items())})",
+    ])
+    print(table)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=_json_default, allow_nan=False)
+    with open(os.path.join(out_dir, "table.txt"), "w") as f:
+        f.write(table + "\n")
+    written = [] if args.no_plots else plots.write_all(results, out_dir)
+    log(f"wrote {os.path.join(out_dir, 'results.json')}, table.txt" + (", " + ", ".join(written) if written else ""))
+    return 0
+
+
+def _json_default(x: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(x, np.generic):
+            return x.item()
+    except ImportError:
+        pass
+    return str(x)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The benchmark suite (bench/run.py) as a smoke test: it runs, and what it writes is
+well-formed.  No timing is asserted anywhere: the numbers depend on the machine."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+RUN = BENCH / "run.py"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _bench_import(name: str):
+    sys.path.insert(0, str(BENCH))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, str(RUN), "--quick", "--out", str(out)], capture_output=True,
+                          text=True, timeout=900, cwd=str(out), env=env)
+    assert proc.returncode == 0, f"bench/run.py --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return out, proc
+
+
+def _finite_positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_quick_writes_json_with_every_cell(quick_run):
+    out, _ = quick_run
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema"] == "pyoptim-bench/1"
+    s = res["settings"]
+    assert s["mode"] == "quick" and s["dtype"] == "float32"
+    assert s["optimizers"] == ["sgd", "rmsprop", "adam"]
+    assert s["cases"] == ["1", "1e4", "1e6", "10x1e3"]
+    assert s["threads"] >= 1 and s["thread_settings"]["pyoptim"] == s["threads"]
+    assert s["thread_settings"]["OMP_NUM_THREADS"] == str(s["threads"])
+    assert s["thread_settings"]["tensorflow"] == {"intra_op": s["threads"], "inter_op": s["threads"]}
+
+    m = res["machine"]
+    for key in ("cpu_model", "logical_cpus", "python", "packages", "env", "load_average_start", "date"):
+        assert key in m, key
+    assert isinstance(m["pyoptim"], dict) and "isa" in m["pyoptim"] and "num_threads" in m["pyoptim"]
+    assert "OPENBLAS_CORETYPE" in m["env"] and "OPENBLAS_L2_SIZE" in m["env"]
+
+    impls = s["implementations"]
+    for must in ("pyoptim.fn", "pyoptim.apply", "keras", "tf.raw_ops", "numpy", "roofline"):
+        assert must in impls
+        assert res["implementations"][must]["available"], res["implementations"][must]
+    cells = {(r["optimizer"], r["case"], r["impl"]): r for r in res["micro"]}
+    assert len(cells) == len(res["micro"]) == 3 * 4 * len(impls)
+    for (opt, case, impl), r in cells.items():
+        if not r["available"]:
+            assert r["reason"], r  # says why
+            continue
+        assert _finite_positive(r["median_s"]), r
+        assert r["min_s"] <= r["q1_s"] <= r["median_s"] <= r["q3_s"] <= r["max_s"], r
+        assert math.isclose(r["iqr_s"], r["q3_s"] - r["q1_s"], rel_tol=1e-9, abs_tol=1e-15)
+        assert r["samples"] >= 3 and r["steps_per_sample"] >= 1
+        assert r["n_elements"] == r["n_tensors"] * r["tensor_size"]
+        bpe = {"sgd": 20, "rmsprop": 20, "adam": 28}[opt]
+        assert r["bytes_per_step"] == bpe * r["n_elements"]
+        assert math.isclose(r["gbps"], r["bytes_per_step"] / r["median_s"] / 1e9, rel_tol=1e-9)
+        roof = cells[(opt, case, "roofline")]
+        assert math.isclose(r["roofline_fraction"], roof["median_s"] / r["median_s"], rel_tol=1e-9)
+        ref = cells[(opt, case, "pyoptim.apply" if r["n_tensors"] > 1 else "pyoptim.fn")]
+        assert math.isclose(r["ratio_to_reference"], r["median_s"] / ref["median_s"], rel_tol=1e-9)
+    # Every pyoptim/NumPy/TF implementation ran in every cell; only torch may be absent.
+    for (opt, case, impl), r in cells.items():
+        if impl in ("pyoptim.fn", "pyoptim.apply", "keras", "tf.raw_ops", "numpy", "roofline"):
+            assert r["available"], r
+    if res["implementations"]["pyoptim.keras"]["available"]:
+        for (opt, case, impl), r in cells.items():
+            if impl == "pyoptim.keras":
+                assert r["available"] and r["fast_path"] is True, r  # the kernels ran, not Keras' fallback
+    if not res["implementations"]["torch.fused"]["available"]:
+        assert "torch" in res["implementations"]["torch.fused"]["reason"]
+    else:
+        assert not cells[("rmsprop", "1", "torch.fused")]["available"]  # torch has no fused RMSprop
+
+
+def test_quick_e2e_and_targets(quick_run):
+    out, _ = quick_run
+    res = json.loads((out / "results.json").read_text())
+    e2e = res["e2e"]
+    assert {m["name"] for m in e2e["models"]} == {"pipeline", "heavy"}
+    rows = e2e["results"]
+    for model in ("pipeline", "heavy"):
+        keras_rows = [r for r in rows if r["model"] == model and r["impl"] == "keras"]
+        assert len(keras_rows) == 1
+        r = keras_rows[0]
+        assert _finite_positive(r["epoch_median_s"]) and r["epochs_timed"] >= 2
+        assert r["steps_per_epoch"] == -(-r["rows"] // r["batch_size"])
+        assert math.isfinite(r["final_loss"])
+    pipeline = next(r for r in rows if r["model"] == "pipeline")
+    assert pipeline["parameters"] == (10 + 1) * 64 + (64 + 1) * 3 and pipeline["rows"] == 1000
+    if res["implementations"]["pyoptim.keras"]["available"]:
+        pk = [r for r in rows if r["impl"] == "pyoptim.keras"]
+        assert len(pk) == 2 and all(r["path_counts"]["fast"] > 0 for r in pk)
+    names = [t["name"] for t in res["targets"]]
+    assert "adam_1e7_roofline_fraction" in names and "fit_epoch_heavy_adam" in names
+    for t in res["targets"]:
+        assert t["met"] in (True, False, None)
+        assert (t["measured"] is None) == (t["met"] is None)
+    assert res["duration_s"] > 0
+
+
+def test_quick_writes_table_and_pngs(quick_run):
+    out, proc = quick_run
+    table = (out / "table.txt").read_text()
+    assert "== adam (float32, 28 bytes/element" in table and "roofline" in table
+    assert "model.fit epoch time" in table and "targets" in table
+    assert table.strip() in proc.stdout
+    for name in ("time_vs_size.png", "bandwidth.png", "speedup.png", "e2e.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == PNG_SIGNATURE, name
+        assert data[12:16] == b"IHDR"
+        width, height = struct.unpack(">II", data[16:24])
+        assert width >= 400 and height >= 300, (name, width, height)
+        assert data[-8:-4] == b"IEND", name
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    for argv in (["--optimizers", "adamw"], ["--sizes", "big"], ["--impls", "jax"]):
+        proc = subprocess.run([sys.executable, str(RUN), *argv, "--out", str(tmp_path)], capture_output=True,
+                              text=True, timeout=300, cwd=str(tmp_path))
+        assert proc.returncode == 2, (argv, proc.stderr[-2000:])
+        assert "error: --" + argv[0][2:] in proc.stderr
+
+
+def test_harness_statistics():
+    harness = _bench_import("harness")
+    st = harness.summarize([5.0, 1.0, 3.0, 2.0, 4.0], 7)
+    assert (st.min_s, st.q1_s, st.median_s, st.q3_s, st.max_s) == (1.0, 2.0, 3.0, 4.0, 5.0)
+    assert st.iqr_s == 2.0 and st.samples == 5 and st.steps_per_sample == 7
+    one = harness.summarize([0.5], 1)
+    assert one.median_s == one.q1_s == one.q3_s == 0.5 and one.iqr_s == 0.0
+
+    calls = {"a": 0, "b": 0}
+    order = []
+
+    def make(name):
+        def step():
+            calls[name] += 1
+            order.append(name)
+        return step
+
+    stats = harness.measure_interleaved({"a": make("a"), "b": make("b")}, rounds=4, min_sample_s=0.0, warmup=2)
+    assert set(stats) == {"a", "b"} and all(s.samples == 4 for s in stats.values())
+    timed = order[-8:]  # the four rounds, one sample of one step each, rotating order
+    assert timed == ["a", "b", "b", "a", "a", "b", "b", "a"]
+
+
+def test_case_labels():
+    problems = _bench_import("problems")
+    assert problems.parse_case("1e7") == problems.Case(1, 10**7)
+    assert problems.parse_case("100x1e3") == problems.Case(100, 1000)
+    assert [problems.Case(1, n).label for n in problems.FULL_SIZES] == ["1", "1e3", "1e4", "1e5", "1e6", "1e7"]
+    assert problems.Case(100, 1000).label == "100x1e3" and problems.Case(100, 1000).total == 10**5
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adam"])
+@pytest.mark.parametrize("n_tensors", [1, 5])
+def test_roofline_loop_moves_the_optimizer_arrays(optimizer, n_tensors):
+    """The C loop reads and writes exactly the arrays it claims (checked against NumPy),
+    in serial and parallel mode, over one or several tensors."""
+    roofline = _bench_import("roofline")
+    lib = roofline.build()
+    rng = np.random.default_rng(3)
+    sizes = [1, 17, 40_000, 3, 70_001][:n_tensors] if n_tensors > 1 else [70_001]
+    nstate = roofline.N_STATES[optimizer]
+    params = [rng.standard_normal(n, dtype=np.float32) for n in sizes]
+    grads = [rng.standard_normal(n, dtype=np.float32) for n in sizes]
+    states = [[rng.standard_normal(n, dtype=np.float32) for n in sizes] for _ in range(nstate)]
+    a, c = np.float32(0.9), np.float32(1e-3)
+    want_p, want_s = [], []
+    for i in range(len(sizes)):
+        p, g = params[i].copy(), grads[i]
+        if nstate == 1:
+            s = states[0][i] * a + g * c
+            want_p.append(p + s)
+            want_s.append([s])
+        else:
+            m = states[0][i] * a + g * c
+            v = states[1][i] * a + g * g * c
+            want_p.append(p - m * c + v * c)
+            want_s.append([m, v])
+    grads_before = [g.copy() for g in grads]
+    for nt in (1, 2):
+        ps = [p.copy() for p in params]
+        ss = [[x.copy() for x in s] for s in states]
+        step = roofline.RooflineStep(lib, optimizer, ps, grads, ss, nt)
+        step.step()
+        for i in range(len(sizes)):
+            np.testing.assert_allclose(ps[i], want_p[i], rtol=1e-5, atol=1e-6)
+            for k in range(nstate):
+                np.testing.assert_allclose(ss[k][i], want_s[i][k], rtol=1e-5, atol=1e-6)
+        for g, g0 in zip(grads, grads_before):
+            np.testing.assert_array_equal(g, g0)
+    assert roofline.bytes_per_element(optimizer) == {"sgd": 20, "rmsprop": 20, "adam": 28}[optimizer]
