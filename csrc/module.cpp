@@ -246,7 +246,7 @@ py::tuple as_tuple(py::handle seq, const char* name) {
 
 struct MultiArgs {
   py::tuple params, grads;
-  std::vector<py::tuple> states;  // empty tuple for an absent state
+  std::vector<py::object> states;  // tuples; a null object for an absent state
   std::vector<const char*> names;
 };
 
@@ -259,23 +259,30 @@ MultiArgs collect(py::handle params, py::handle grads, std::initializer_list<std
   for (const auto& [seq, name] : states) {
     a.names.push_back(name);
     if (seq.is_none()) {
-      a.states.emplace_back();
+      a.states.emplace_back();  // null: this state is absent
       continue;
     }
-    a.states.push_back(as_tuple(seq, name));
-    if (a.states.back().size() != n)
-      throw py::value_error(std::string(name) + " has " + std::to_string(a.states.back().size()) +
+    py::tuple t = as_tuple(seq, name);
+    if (t.size() != n)
+      throw py::value_error(std::string(name) + " has " + std::to_string(t.size()) +
                             " arrays but params has " + std::to_string(n));
+    a.states.push_back(std::move(t));
   }
   return a;
 }
 
+// A None gradient skips its tensor (parameter and state untouched), as in Keras.
 void check_all(const MultiArgs& a, CallChecker& c) {
   PyObject* st[3] = {nullptr, nullptr, nullptr};
   const int ns = static_cast<int>(a.states.size());
-  for (Py_ssize_t i = 0; i < static_cast<Py_ssize_t>(a.params.size()); ++i) {
-    for (int k = 0; k < ns; ++k) st[k] = a.states[k].empty() ? nullptr : a.states[k][i].ptr();
-    c.add(a.params[i].ptr(), a.grads[i].ptr(), st, a.names.data(), ns, i);
+  const Py_ssize_t n = PyTuple_GET_SIZE(a.params.ptr());
+  c.reserve(static_cast<std::size_t>(n), 2 + ns);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* grad = PyTuple_GET_ITEM(a.grads.ptr(), i);
+    if (grad == Py_None) continue;
+    for (int k = 0; k < ns; ++k)
+      st[k] = a.states[k] ? PyTuple_GET_ITEM(a.states[k].ptr(), i) : nullptr;
+    c.add(PyTuple_GET_ITEM(a.params.ptr(), i), grad, st, a.names.data(), ns, i);
   }
   c.check_no_overlap();
 }

@@ -108,7 +108,25 @@ void CallChecker::add(PyObject* param, PyObject* grad, PyObject* const* states,
   (p.dtype == DType::kFloat32 ? f32_ : f64_).push_back(seg);
 }
 
+void CallChecker::reserve(std::size_t n, int arrays_per_tensor) {
+  intervals_.reserve(n * static_cast<std::size_t>(arrays_per_tensor));
+  f32_.reserve(n);
+}
+
+namespace {
+// Address ranges (begin, end, written) of the last call found free of overlaps.
+std::vector<const char*> g_last_free_layout;
+}  // namespace
+
 void CallChecker::check_no_overlap() const {
+  std::vector<const char*> layout;
+  layout.reserve(intervals_.size() * 3);
+  for (const auto& iv : intervals_) {
+    layout.push_back(iv.begin);
+    layout.push_back(iv.end);
+    layout.push_back(iv.written ? iv.end : nullptr);
+  }
+  if (layout == g_last_free_layout) return;
   std::vector<const Interval*> order;
   order.reserve(intervals_.size());
   for (const auto& iv : intervals_)
@@ -129,6 +147,7 @@ void CallChecker::check_no_overlap() const {
     if (!furthest_any || iv->end > furthest_any->end) furthest_any = iv;
     if (iv->written && (!furthest_written || iv->end > furthest_written->end)) furthest_written = iv;
   }
+  g_last_free_layout.swap(layout);
 }
 
 double real_arg(py::handle value, const char* name) {

@@ -35,7 +35,12 @@ class CallChecker {
   // shape and dtype agreement with the param.
   void add(PyObject* param, PyObject* grad, PyObject* const* states, const char* const* state_names,
            int nstates, Py_ssize_t index);
+  // Room for n tensors of `arrays_per_tensor` arrays each.
+  void reserve(std::size_t n, int arrays_per_tensor);
   // Refuses any two arrays that share memory where at least one is written.
+  // The last layout found free of overlaps is remembered (under the GIL): a
+  // stateful optimizer passes the same arrays every step, and the same address
+  // ranges cannot overlap now if they did not then.
   void check_no_overlap() const;
 
   const std::vector<Segment>& segments(DType d) const { return d == DType::kFloat32 ? f32_ : f64_; }

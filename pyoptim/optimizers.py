@@ -92,12 +92,9 @@ class Optimizer:
                 f"this optimizer was built for {len(next(iter(self._slots.values())))} arrays, "
                 f"got {len(params)} params"
             )
-        keep = [i for i, g in enumerate(grads) if g is not None]
         try:
-            ps = [params[i] for i in keep]
-            gs = self._clip([grads[i] for i in keep])
-            slots = {k: [v[i] for i in keep] for k, v in self._slots.items()}
-            self._update(ps, gs, slots, self.learning_rate, self._iterations + 1)
+            # A None gradient skips its parameter (the kernels see None and skip it).
+            self._update(params, self._clip(grads), self._slots, self.learning_rate, self._iterations + 1)
         except BaseException:
             if fresh:
                 self._slots = None
@@ -179,8 +176,16 @@ class Optimizer:
     def _update(self, params, grads, slots, learning_rate: float, step: int) -> None:
         raise NotImplementedError
 
-    def _clip(self, grads: List[np.ndarray]) -> List[np.ndarray]:
-        """Keras' gradient clipping, in each gradient's dtype; returns new arrays."""
+    def _clip(self, grads: List[Optional[np.ndarray]]) -> List[Optional[np.ndarray]]:
+        """Keras' gradient clipping, in each gradient's dtype; returns new arrays
+        (None stays None)."""
+        if not (self.clipnorm or self.global_clipnorm or self.clipvalue):
+            return grads
+        present = [g for g in grads if g is not None]
+        clipped = iter(self._clip_present(present))
+        return [None if g is None else next(clipped) for g in grads]
+
+    def _clip_present(self, grads: List[np.ndarray]) -> List[np.ndarray]:
         if self.clipnorm:
             out = []
             for g in grads:

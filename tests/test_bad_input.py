@@ -212,3 +212,17 @@ def test_functions_have_inspectable_signatures():
     assert sig.parameters["step"].kind is inspect.Parameter.KEYWORD_ONLY
     assert sig.parameters["learning_rate"].default == 0.001
     assert "sqrt(1 - beta_2**t)" in pyoptim.adam_update.__doc__
+
+
+def test_overlap_check_after_a_clean_call_still_refuses_new_overlaps():
+    p1, p2, g1, g2, _ = arrays()
+    opt = pyoptim.SGD(momentum=0.9)
+    opt.apply([g1, g2], [p1, p2])  # a clean layout, remembered
+    opt.apply([g1, g2], [p1, p2])
+    buf = np.zeros(16, np.float32)
+    before = buf.copy()
+    with pytest.raises(ValueError, match=r"share memory"):
+        pyoptim.SGD().apply([g1, g2], [buf[:8], buf[4:12]])
+    np.testing.assert_array_equal(buf, before)
+    with pytest.raises(ValueError, match=r"params\[0\] and params\[1\] share memory"):
+        opt.apply([g1, g2], [p1, p1])
