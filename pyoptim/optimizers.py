@@ -126,7 +126,7 @@ class Optimizer:
         return {
             "optimizer": type(self).__name__,
             "iterations": self._iterations,
-            "slots": None if self._slots is None else {k: [a.copy() for a in v] for k, v in self._slots.items()},
+            "slots": None if self._slots is None else {k: [a.copy(order="K") for a in v] for k, v in self._slots.items()},
             "config": self.get_config(),
         }
 
@@ -216,6 +216,15 @@ class Optimizer:
         return f"{type(self).__name__}({cfg})"
 
 
+def _positive(x: Any) -> bool:
+    """x > 0 for any real number (NumPy scalars included); False for anything else,
+    which the kernels' own checks then refuse with a clear error."""
+    try:
+        return float(x) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def _as_float_array(g: Any) -> np.ndarray:
     if not isinstance(g, np.ndarray):
         raise TypeError(f"gradients must be numpy arrays, got {type(g).__name__}")
@@ -286,7 +295,7 @@ class RMSprop(Optimizer):
         self.epsilon = epsilon
         self.centered = bool(centered)
         names = ["velocities"]
-        if isinstance(momentum, (int, float)) and momentum > 0:
+        if _positive(momentum):
             names.append("momentums")
         if self.centered:
             names.append("average_gradients")
