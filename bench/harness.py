@@ -86,6 +86,7 @@ def measure_interleaved(
     min_sample_s: float = 0.002,
     warmup: int = 3,
     budget_s: Optional[float] = None,
+    settle_s: float = 0.0,
 ) -> Dict[str, Stats]:
     """Time every step function of ``steps`` with warm-up, batching and round-robin
     interleaving (see the module docstring).  Returns per-step statistics by name."""
@@ -101,6 +102,8 @@ def measure_interleaved(
     for r in range(rounds):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
+            if settle_s > 0:
+                time.sleep(settle_s)
             samples[name].append(_time_steps(steps[name], batch[name]))
         if budget_s is not None and r + 1 >= min_rounds and time.perf_counter() - t_start > budget_s:
             break

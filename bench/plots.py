@@ -32,6 +32,20 @@ def _rows(micro, opt, impl, multi: bool):
     return sorted(rows, key=lambda r: r["n_elements"])
 
 
+def _multi_label(micro: List[Dict[str, Any]]) -> str:
+    labels = sorted({r["case"] for r in micro if r["n_tensors"] > 1})
+    return ", ".join(labels) if labels else ""
+
+
+def _legend_below(fig, axes) -> None:
+    handles, labels = {}, {}
+    for ax in axes:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(l, h)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(9, len(handles)),
+               fontsize=8, frameon=False)
+
+
 def plot_time_vs_size(micro: List[Dict[str, Any]], optimizers: List[str], impls: List[str], path: str,
                       title: str) -> None:
     """Time per step against elements, log-log, one line per implementation, one panel
@@ -55,9 +69,11 @@ def plot_time_vs_size(micro: List[Dict[str, Any]], optimizers: List[str], impls:
         ax.set_ylabel("time per step (s)")
         ax.set_title(opt)
         ax.grid(True, which="both", alpha=0.25)
-    axes[0][0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(title + "\nlines: one tensor; hollow markers: 100 tensors x 1e3 (multi-tensor)", fontsize=9)
-    fig.tight_layout()
+    multi = _multi_label(micro)
+    _legend_below(fig, axes[0])
+    fig.suptitle(title + "\nlines: one tensor" + (f"; hollow markers: {multi} tensors (multi-tensor), at their "
+                                                   "total size" if multi else ""), fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -80,9 +96,9 @@ def plot_bandwidth(micro: List[Dict[str, Any]], optimizers: List[str], impls: Li
         ax.set_ylabel("effective GB/s")
         ax.set_title(opt)
         ax.grid(True, which="both", alpha=0.25)
-    axes[0][0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    _legend_below(fig, axes[0])
+    fig.suptitle(title + "\neffective GB/s = the optimizer's bytes moved per step / time per step", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -159,7 +175,7 @@ def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
         ax.set_xticklabels(opts)
         ax.set_ylabel("epoch time (s)")
         params = rows[0]["parameters"] if rows else 0
-        ax.set_title(f"{model} ({params / 1e6:.2f}M parameters)", fontsize=10)
+        ax.set_title(f"{model} ({params:,} parameters)", fontsize=10)
         ax.legend(fontsize=8)
         ax.grid(True, axis="y", alpha=0.25)
     fig.suptitle(title, fontsize=9)

@@ -42,6 +42,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                     help="minimum duration of one timed sample (default 2 ms; quick 0.5 ms)")
     ap.add_argument("--cell-budget", type=float, default=None,
                     help="seconds of timing per cell before stopping early (default 20; quick 2)")
+    ap.add_argument("--settle-ms", type=float, default=0.0,
+                    help="idle time before each timed sample, so that other implementations' spinning worker "
+                         "threads go to sleep first (default 0)")
     ap.add_argument("--e2e-rounds", type=int, default=None, help="timed epochs per implementation (default 5; quick 2)")
     ap.add_argument("--no-e2e", action="store_true", help="skip the model.fit benchmark")
     ap.add_argument("--no-micro", action="store_true", help="skip the per-step benchmark")
@@ -171,7 +174,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         row["reason"] = f"error: {type(e).__name__}: {e}"
                         log(f"  {opt} {case.label} {impl.name}: {row['reason']}")
                 stats = harness.measure_interleaved(steps, rounds=rounds, min_rounds=min(3, rounds),
-                                                    min_sample_s=min_sample_s, warmup=3, budget_s=budget)
+                                                    min_sample_s=min_sample_s, warmup=3, budget_s=budget,
+                                                    settle_s=args.settle_ms / 1e3)
                 for name, st in stats.items():
                     rows[name].update(available=True, **st.as_dict())
                 micro.extend(rows.values())
@@ -226,6 +230,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "rounds": rounds,
             "min_sample_s": min_sample_s,
             "cell_budget_s": budget,
+            "settle_s": args.settle_ms / 1e3,
             "warmup_steps": 3,
             "e2e_rounds": e2e_rounds,
             "method": "warm-up; samples of >= min_sample_s (batched steps); round-robin interleaving of all "
