@@ -444,15 +444,17 @@ PYBIND11_MODULE(_core, m) {
     m.add_object(def->ml_name, fn);
   }
 
+  // Private multi-tensor entry points for pyoptim.optimizers, which passes every
+  // argument by position (pybind11's positional path is the cheap one).
   m.def("_sgd_multi", &sgd_multi, py::arg("params"), py::arg("grads"), py::arg("momentums"),
-        py::kw_only(), py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"),
+        py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"),
         py::arg("weight_decay"));
   m.def("_rmsprop_multi", &rmsprop_multi, py::arg("params"), py::arg("grads"),
-        py::arg("velocities"), py::arg("momentums"), py::arg("average_gradients"), py::kw_only(),
+        py::arg("velocities"), py::arg("momentums"), py::arg("average_gradients"),
         py::arg("learning_rate"), py::arg("rho"), py::arg("epsilon"), py::arg("momentum"),
         py::arg("weight_decay"));
   m.def("_adam_multi", &adam_multi, py::arg("params"), py::arg("grads"), py::arg("momentums"),
-        py::arg("velocities"), py::arg("velocity_hats"), py::kw_only(), py::arg("step"),
+        py::arg("velocities"), py::arg("velocity_hats"), py::arg("step"),
         py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
         py::arg("weight_decay"));
 

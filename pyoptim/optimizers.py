@@ -259,8 +259,7 @@ class SGD(Optimizer):
     def _update(self, params, grads, slots, learning_rate, step):
         _core._sgd_multi(
             params, grads, slots.get("momentums"),
-            learning_rate=learning_rate, momentum=self.momentum, nesterov=self.nesterov,
-            weight_decay=self.weight_decay,
+            learning_rate, self.momentum, self.nesterov, self.weight_decay,
         )
 
     def get_config(self):
@@ -305,8 +304,7 @@ class RMSprop(Optimizer):
     def _update(self, params, grads, slots, learning_rate, step):
         _core._rmsprop_multi(
             params, grads, slots["velocities"], slots.get("momentums"), slots.get("average_gradients"),
-            learning_rate=learning_rate, rho=self.rho, epsilon=self.epsilon, momentum=self.momentum,
-            weight_decay=self.weight_decay,
+            learning_rate, self.rho, self.epsilon, self.momentum, self.weight_decay,
         )
 
     def get_config(self):
@@ -349,8 +347,7 @@ class Adam(Optimizer):
     def _update(self, params, grads, slots, learning_rate, step):
         _core._adam_multi(
             params, grads, slots["momentums"], slots["velocities"], slots.get("velocity_hats"),
-            step=step, learning_rate=learning_rate, beta_1=self.beta_1, beta_2=self.beta_2,
-            epsilon=self.epsilon, weight_decay=self.weight_decay,
+            step, learning_rate, self.beta_1, self.beta_2, self.epsilon, self.weight_decay,
         )
 
     def get_config(self):
