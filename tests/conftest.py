@@ -17,3 +17,11 @@ def isa(request):
     pyoptim.set_isa(request.param)
     yield request.param
     pyoptim.set_isa(before)
+
+
+@pytest.fixture(autouse=True)
+def _outside_the_source_tree(tmp_path, monkeypatch):
+    """Every test (and every subprocess it starts) runs in a temporary directory, so
+    that `python -c` / `python -m pyoptim` import the installed package rather than
+    the source tree, which has no compiled core in a clean checkout."""
+    monkeypatch.chdir(tmp_path)
