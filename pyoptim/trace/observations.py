@@ -1,0 +1,59 @@
+"""The Observation column: a short comment on one epoch, generated from the trend.
+
+Rules, with ``r = (loss[e-1] - loss[e]) / loss[e-1]`` the relative drop of the training
+loss from the previous epoch:
+
+* loss not finite            -> "diverged: loss is not finite (lower the learning rate)"
+* first epoch                -> "first pass: ..." with the accuracy against chance (1/classes)
+* r < -1 %                   -> "loss went up: steps may be too large"
+* r >= 25 %                  -> "loss dropping fast"
+* 8 % <= r < 25 %            -> "loss dropping steadily"
+* 2 % <= r < 8 %             -> "loss falling slowly"
+* |r| < 2 %, accuracy >= 90% -> "converged"
+* |r| < 2 %, otherwise       -> "plateau: little progress"
+
+plus ", accuracy passed 90%" in the epoch where it first does, and on the last epoch
+", more epochs would help" while the loss still drops by >= 8 %.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+FAST, STEADY, SLOW = 0.25, 0.08, 0.02
+RISE = -0.01
+GOOD_ACCURACY = 0.90
+
+
+def observe(losses: Sequence[float], accuracies: Sequence[float], epoch: int, n_classes: int, total_epochs: int) -> str:
+    """Comment on epoch ``epoch`` (0-based) from the epochs up to it."""
+    loss, acc = losses[epoch], accuracies[epoch]
+    if not math.isfinite(loss):
+        return "diverged: loss is not finite (lower the learning rate)"
+    if epoch == 0:
+        chance = 1.0 / max(n_classes, 1)
+        if acc >= GOOD_ACCURACY:
+            return f"first pass: accuracy already {acc:.0%}"
+        if acc < 1.5 * chance:
+            return f"first pass: close to guessing (chance {chance:.0%})"
+        return f"first pass: learning starts, well above chance ({chance:.0%})"
+    prev = losses[epoch - 1]
+    drop = (prev - loss) / prev if math.isfinite(prev) and prev > 0 else 0.0
+    trend_fast = drop >= STEADY
+    if drop < RISE:
+        text = "loss went up: steps may be too large"
+    elif drop >= FAST:
+        text = f"loss dropping fast (-{drop:.0%})"
+    elif drop >= STEADY:
+        text = f"loss dropping steadily (-{drop:.0%})"
+    elif drop >= SLOW:
+        text = f"loss falling slowly (-{drop:.0%})"
+    elif acc >= GOOD_ACCURACY:
+        text = "converged"
+    else:
+        text = "plateau: little progress"
+    if acc >= GOOD_ACCURACY and all(a < GOOD_ACCURACY for a in accuracies[:epoch]):
+        text += f", accuracy passed {GOOD_ACCURACY:.0%}"
+    if epoch == total_epochs - 1 and trend_fast:
+        text += ", more epochs would help"
+    return text

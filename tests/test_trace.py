@@ -1,0 +1,287 @@
+"""`pyoptim trace`: the command end to end (real TensorFlow, in subprocesses via
+``sys.executable -m pyoptim``), its files, the worked example and bad input; plus the
+NumPy-only pieces (data, scaling, observations, chart) in process."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import numpy as np
+import pytest
+
+from pyoptim.trace.chart import loss_chart
+from pyoptim.trace.data import MinMaxScaler, load_csv, synthetic_dataset
+from pyoptim.trace.errors import TraceInputError
+from pyoptim.trace.observations import observe
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE_HEADER = "Epoch |    Loss | Accuracy |    Time | Observation"
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", "pyoptim", *args],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
+    )
+
+
+def table_rows(stdout: str) -> List[List[str]]:
+    """The rows of every epoch table, split on '|'."""
+    rows = []
+    for line in stdout.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) == 5 and parts[0].isdigit():
+            rows.append(parts)
+    return rows
+
+
+# --------------------------------------------------------------- end to end (TF)
+
+
+def test_adam_reaches_documented_accuracy_with_defaults(tmp_path):
+    """The README's promise: Adam, default data, default 5 epochs -> >= 90 % test accuracy."""
+    out = tmp_path / "adam.json"
+    proc = run_cli("trace", "--optimizers", "adam", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    adam = doc["runs"]["adam"]
+    assert doc["settings"]["epochs"] == 5 and doc["settings"]["batch_size"] == 32
+    assert len(adam["test_accuracy"]) == 5
+    assert adam["final_test_accuracy"] >= 0.90
+    assert adam["loss"][-1] < adam["loss"][0]
+    # Trained through pyoptim's kernels, not a silent fallback to Keras.
+    assert adam["update_path"].startswith("pyoptim C++ kernels"), adam["update_path"]
+    assert "update path: pyoptim C++ kernels" in proc.stdout
+    rows = table_rows(proc.stdout)
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
+    assert [float(r[2]) for r in rows] == pytest.approx(adam["accuracy"], abs=5e-5)
+
+
+def test_full_trace_with_plot_json_and_compare_tf(tmp_path):
+    png, js = tmp_path / "curves.png", tmp_path / "trace.json"
+    proc = run_cli("trace", "--epochs", "2", "--compare-tf", "--plot", str(png), "--json", str(js))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+
+    # Data-flow stages with shapes and a sample row before and after scaling.
+    for text in ("1. Data input", "1200 rows x 10 features", "train 1000 rows x 10 columns, test 200 rows x 10 columns",
+                 "2. Preprocessing", "min-max scaling to [0, 1]", "fitted on the 1000 training rows only",
+                 "3. Feature engineering   none", "4. Model training", "Input(10) -> Dense(64, ReLU) -> Dense(3, softmax)",
+                 "5. Evaluation"):
+        assert text in out, text
+    samples = [line for line in out.splitlines() if "sample (train row 0)" in line]
+    assert len(samples) == 2
+    scaled = [float(v) for v in samples[1].split("[", 1)[1].split("]")[0].split(",")]
+    assert len(scaled) == 10 and all(0.0 <= v <= 1.0 for v in scaled)
+
+    # One epoch table per optimizer, with observations; chart; final comparison.
+    assert out.count(TABLE_HEADER) == 3
+    rows = table_rows(out)
+    assert len(rows) == 6 and all(r[4] for r in rows)
+    assert rows[0][4].startswith("first pass")
+    for name in ("pyoptim.keras.SGD(learning_rate=0.01, momentum=0.9)", "pyoptim.keras.RMSprop(learning_rate=0.001)",
+                 "pyoptim.keras.Adam(learning_rate=0.001)"):
+        assert name in out
+    assert "Training loss per epoch" in out and "S = sgd, R = rmsprop, A = adam" in out
+    assert "Final comparison on the 200 test rows" in out
+    final = out.split("Final comparison", 1)[1]
+    for name in ("sgd", "rmsprop", "adam"):
+        assert any(line.startswith(name) for line in final.splitlines())
+
+    # --compare-tf: the same numbers as keras.optimizers.
+    assert "Check against keras.optimizers (--compare-tf)" in out
+    doc = json.loads(js.read_text())
+    cmp = doc["compare_tf"]
+    assert set(cmp) == {"sgd", "rmsprop", "adam"}
+    for name in ("sgd", "adam"):
+        assert cmp[name]["max_abs_weight_diff"] == 0.0 and cmp[name]["identical"], cmp[name]
+        assert f"{name:<9} |             0 |            0 |         0 | identical (same bits)" in out
+    # RMSprop: inside model.fit Grappler rewrites Keras' x/sqrt(y) into x*rsqrt(y); pyoptim.keras
+    # reproduces that in its op when it has verified it can on this CPU, else it runs Keras' own
+    # update_step (and says why).  Either way the trace must report what happened.
+    rms_path = doc["runs"]["rmsprop"]["update_path"]
+    assert rms_path.startswith(("pyoptim C++ kernels", "Keras' own update_step, fallback (")), rms_path
+    if rms_path.startswith("Keras' own"):
+        assert cmp["rmsprop"]["identical"]
+    assert cmp["rmsprop"]["max_abs_weight_diff"] < 1e-6
+    assert cmp["rmsprop"]["max_abs_epoch_loss_diff"] == 0.0
+
+    # --json: the raw numbers.
+    assert doc["format"] == "pyoptim-trace/1"
+    assert doc["data"]["train_rows"] == 1000 and doc["data"]["test_rows"] == 200
+    assert doc["data"]["features"] == 10 and doc["data"]["feature_engineering"] == "none"
+    assert len(doc["data"]["scaling"]["min"]) == 10
+    assert set(doc["runs"]) == {"sgd", "rmsprop", "adam"}
+    for name, run in doc["runs"].items():
+        assert run["epoch"] == [1, 2]
+        for key in ("loss", "accuracy", "test_loss", "test_accuracy", "epoch_seconds"):
+            assert len(run[key]) == 2 and all(isinstance(v, float) for v in run[key]), (name, key)
+        assert all(0.0 <= v <= 1.0 for v in run["accuracy"] + run["test_accuracy"])
+        assert run["final_test_loss"] == run["test_loss"][-1]
+        if name != "rmsprop":
+            assert run["update_path"].startswith("pyoptim C++ kernels"), run["update_path"]
+    assert doc["runs"]["sgd"]["learning_rate"] == 0.01 and doc["runs"]["adam"]["learning_rate"] == 0.001
+
+    # --plot: a real PNG of plausible size that is not blank.
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert 800 <= width <= 3000 and 300 <= height <= 2000
+    assert len(data) > 20_000
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(str(png))
+    assert pixels.shape[:2] == (height, width)
+    assert np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0).shape[0] > 50
+
+
+def test_trace_on_a_csv_file(tmp_path):
+    rng = np.random.default_rng(7)
+    labels = rng.choice([3, 5, 7], size=90)
+    x = rng.normal(size=(90, 4)) + labels[:, None]
+    csv = tmp_path / "mine.csv"
+    lines = ["f1,f2,f3,f4,label"] + [",".join(f"{v:.5f}" for v in row) + f",{lab}" for row, lab in zip(x, labels)]
+    csv.write_text("\n".join(lines) + "\n")
+    js = tmp_path / "mine.json"
+    proc = run_cli("trace", "--data", str(csv), "--epochs", "2", "--optimizers", "sgd", "--batch-size", "16",
+                   "--learning-rate", "0.05", "--json", str(js))
+    assert proc.returncode == 0, proc.stderr
+    assert "Input(4) -> Dense(64, ReLU) -> Dense(3, softmax)" in proc.stdout
+    assert "labels 3, 5, 7 -> 0..2" in proc.stdout
+    doc = json.loads(js.read_text())
+    assert doc["data"]["train_rows"] == 75 and doc["data"]["test_rows"] == 15
+    assert doc["data"]["label_values"] == [3, 5, 7]
+    assert doc["runs"]["sgd"]["learning_rate"] == 0.05
+    assert len(table_rows(proc.stdout)) == 2
+
+
+# ------------------------------------------------------------ no TensorFlow needed
+
+
+def test_worked_example_rmsprop_step():
+    proc = run_cli("trace", "--example", "rmsprop-step")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "gradients (dL/dw, dL/db) = (-10, -6)" in out
+    assert "L = 9.50" in out and "was 10.00" in out
+    assert "[0.0316, 0.0316]" in out  # the update of w and b
+    assert "pyoptim.rmsprop_update" in out
+
+
+def test_example_and_import_do_not_load_tensorflow():
+    code = (
+        "import sys, io, contextlib\n"
+        "import pyoptim\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "from pyoptim.__main__ import main\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        "    assert main(['trace', '--example', 'rmsprop-step']) == 0\n"
+        "assert '9.50' in buf.getvalue()\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_help():
+    top = run_cli("--help")
+    assert top.returncode == 0 and "trace" in top.stdout and "usage: pyoptim" in top.stdout
+    bare = run_cli()
+    assert bare.returncode == 0 and bare.stdout == top.stdout
+    sub = run_cli("trace", "--help")
+    assert sub.returncode == 0
+    for flag in ("--data", "--epochs", "--batch-size", "--learning-rate", "--optimizers", "--compare-tf",
+                 "--plot", "--json", "--seed", "--example"):
+        assert flag in sub.stdout
+
+
+def _csv(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+BAD_INPUTS = {
+    "missing file": (lambda d: ["--data", str(d / "nope.csv")], "data file not found"),
+    "wrong column count": (lambda d: ["--data", _csv(d, "cols.csv", "1,2,0\n3,4,1\n5,6\n")],
+                           "line 3: expected 3 columns like the first row, got 2"),
+    "non-numeric data": (lambda d: ["--data", _csv(d, "text.csv", "1,2,0\n3,abc,1\n")],
+                         "line 2 column 2: not a number: 'abc'"),
+    "non-integer label": (lambda d: ["--data", _csv(d, "label.csv", "1,2,0\n3,4,0.5\n")],
+                          "the label (last column) must be an integer"),
+    "unknown optimizer": (lambda d: ["--optimizers", "sgd,lbfgs"], "unknown optimizer 'lbfgs'"),
+    "epochs < 1": (lambda d: ["--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
+    "negative learning rate": (lambda d: ["--learning-rate", "-0.1"], "--learning-rate: must be a positive"),
+    "missing output directory": (lambda d: ["--json", str(d / "no" / "x.json")], "--json: directory does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_line(case, tmp_path):
+    make_args, message = BAD_INPUTS[case]
+    proc = run_cli("trace", *make_args(tmp_path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("pyoptim trace: error: ") and message in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------ NumPy pieces
+
+
+def test_synthetic_data_shape_and_seed():
+    a, b, c = synthetic_dataset(0), synthetic_dataset(0), synthetic_dataset(1)
+    assert a.x_train.shape == (1000, 10) and a.x_test.shape == (200, 10)
+    assert a.n_classes == 3 and set(np.unique(a.y_train)) == {0, 1, 2}
+    assert np.array_equal(a.x_train, b.x_train) and np.array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.x_train, c.x_train)
+    spans = a.x_train.max(axis=0) - a.x_train.min(axis=0)
+    assert spans.max() / spans.min() > 10  # features on different scales: scaling matters
+
+
+def test_scaling_is_fitted_on_training_rows_only():
+    x_train = np.array([[0.0, 10.0], [2.0, 30.0]])
+    x_test = np.array([[-2.0, 20.0], [4.0, 50.0]])
+    scaler = MinMaxScaler.fit(x_train)
+    assert np.array_equal(scaler.transform(x_train), np.array([[0, 0], [1, 1]], np.float32))
+    assert np.allclose(scaler.transform(x_test), [[-1.0, 0.5], [2.0, 2.0]])
+    # A constant feature maps to 0 instead of dividing by zero.
+    assert np.array_equal(MinMaxScaler.fit(np.ones((3, 1))).transform(np.ones((2, 1))), np.zeros((2, 1), np.float32))
+
+
+def test_csv_split_is_seeded_and_header_skipped(tmp_path):
+    path = _csv(tmp_path, "d.csv", "a,b,y\n" + "".join(f"{i},{2 * i},{i % 2}\n" for i in range(12)))
+    d1, d2 = load_csv(path, seed=3), load_csv(path, seed=3)
+    assert d1.x_train.shape == (10, 2) and d1.x_test.shape == (2, 2)
+    assert np.array_equal(d1.x_test, d2.x_test)
+    with pytest.raises(TraceInputError, match="at least 2 classes"):
+        load_csv(_csv(tmp_path, "one.csv", "1,2,4\n3,4,4\n"), seed=0)
+
+
+def test_observations_follow_the_trend():
+    assert observe([1.0], [0.5], 0, 3, 5).startswith("first pass")
+    assert observe([1.0, 0.6], [0.5, 0.8], 1, 3, 5).startswith("loss dropping fast")
+    assert observe([1.0, 0.85], [0.5, 0.95], 1, 3, 5) == "loss dropping steadily (-15%), accuracy passed 90%"
+    assert observe([0.2, 0.199], [0.95, 0.95], 1, 3, 5) == "converged"
+    assert observe([0.5, 0.499], [0.6, 0.6], 1, 3, 5).startswith("plateau")
+    assert observe([0.5, 0.7], [0.6, 0.5], 1, 3, 5).startswith("loss went up")
+    assert observe([0.5, float("nan")], [0.6, 0.3], 1, 3, 5).startswith("diverged")
+    assert observe([1.0, 0.5], [0.9, 0.95], 1, 3, 2).endswith("more epochs would help")
+
+
+def test_loss_chart_places_every_optimizer():
+    chart = loss_chart({"sgd": [1.0, 0.5, 0.1], "adam": [0.9, 0.7, 0.6]})
+    lines = chart.splitlines()
+    assert lines[0].startswith("1.000 |") and "S" in lines[0]  # highest loss on the top row
+    bottom = [line for line in lines if line.startswith("0.100 |")]
+    assert bottom and bottom[0].rstrip().endswith("S")
+    assert "A" in chart and "S = sgd, A = adam" in chart
+    assert "1  2  3  epoch" in chart
