@@ -7,10 +7,15 @@ Two models, both trained from the same initial weights with ``shuffle=False``:
   each step.
 * ``heavy``: an optimizer-heavy model of about 10.5M parameters:
   Input(16 token ids) -> Embedding(1000, 32) -> Flatten -> Dense(4096, ReLU) ->
-  Dense(2048, ReLU) -> Dense(10, softmax), 512 rows, batch 16.  With small batches the
+  Dense(2048, ReLU) -> Dense(10, softmax), 256 rows, batch 16.  With small batches the
   forward and backward passes are cheap next to updating 10.5M parameters and two
   Adam states every step.  (The Embedding's gradient is sparse; it holds 0.3% of the
   parameters.)
+
+Implementations: ``pyoptim.keras`` and ``keras`` (keras.optimizers) with Keras' default
+compile settings (``jit_compile`` resolves to False for these models on CPU; recorded), and
+``keras.xla``: keras.optimizers with ``model.compile(jit_compile=True)`` (XLA compiles the
+whole train step; pyoptim.keras would fall back to Keras' update there).
 
 Per (model, optimizer), each implementation gets its own model and optimizer; one
 warm-up epoch traces the train function; then rounds of one epoch each alternate
@@ -84,8 +89,8 @@ def model_specs(quick: bool) -> List[ModelSpec]:
                           64, 16, lambda k: _heavy(k, h1=1024, h2=512), _heavy_data)
     else:
         heavy = ModelSpec("heavy", "Input(16 ids) -> Embedding(1000, 32) -> Flatten -> Dense(4096, ReLU) -> "
-                                   "Dense(2048, ReLU) -> Dense(10, softmax); 512 rows, batch 16",
-                          512, 16, _heavy, _heavy_data)
+                                   "Dense(2048, ReLU) -> Dense(10, softmax); 256 rows, batch 16",
+                          256, 16, _heavy, _heavy_data)
     return [pipeline, heavy]
 
 
@@ -106,10 +111,11 @@ class _EpochTimer:
         self.callback = CB()
 
 
-def run_e2e(keras: Any, optimizer_classes: Dict[str, Dict[str, Any]], optimizers: List[str], quick: bool,
-            rounds: int, log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Time one-epoch ``model.fit`` calls.  ``optimizer_classes[impl][opt]`` is the
-    optimizer class for that implementation (e.g. 'keras' -> keras.optimizers.Adam)."""
+def run_e2e(keras: Any, variants: Dict[str, Tuple[Dict[str, Any], Dict[str, Any]]], optimizers: List[str],
+            quick: bool, rounds: int, log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Time one-epoch ``model.fit`` calls.  ``variants[impl] = (classes, compile_kwargs)``:
+    ``classes[opt]`` is the optimizer class (e.g. 'keras' -> keras.optimizers.Adam) and
+    ``compile_kwargs`` extra ``model.compile`` arguments (e.g. ``jit_compile=True``)."""
     results: List[Dict[str, Any]] = []
     specs = model_specs(quick)
     for spec in specs:
@@ -120,11 +126,11 @@ def run_e2e(keras: Any, optimizer_classes: Dict[str, Dict[str, Any]], optimizers
         n_params = int(sum(w.size for w in init))
         for opt_name in optimizers:
             runs: Dict[str, Tuple[Any, _EpochTimer]] = {}
-            for impl, classes in optimizer_classes.items():
+            for impl, (classes, compile_kwargs) in variants.items():
                 model = spec.build(keras)
                 model.set_weights(init)
                 model.compile(optimizer=classes[opt_name](**HYPER[opt_name]),
-                              loss="sparse_categorical_crossentropy")
+                              loss="sparse_categorical_crossentropy", **compile_kwargs)
                 timer = _EpochTimer(keras)
                 model.fit(x, y, batch_size=spec.batch_size, epochs=1, shuffle=False, verbose=0)  # trace
                 runs[impl] = (model, timer)
@@ -145,7 +151,7 @@ def run_e2e(keras: Any, optimizer_classes: Dict[str, Dict[str, Any]], optimizers
                     "steps_per_epoch": -(-spec.rows // spec.batch_size),
                     "epoch_median_s": st.median_s, "epoch_q1_s": st.q1_s, "epoch_q3_s": st.q3_s,
                     "epoch_iqr_s": st.iqr_s, "epoch_min_s": st.min_s, "epochs_timed": st.samples,
-                    "final_loss": losses[impl],
+                    "final_loss": losses[impl], "jit_compile": bool(runs[impl][0].jit_compile),
                 })
                 if impl in paths:
                     results[-1]["path_counts"] = paths[impl]

@@ -117,8 +117,10 @@ class TFRawOps(_TFImpl):
         return step
 
 
-def keras_step(keras_module: Any, optimizer_cls: Any, data: Data, hyper: Dict[str, float]) -> Step:
-    """``optimizer.apply_gradients`` over Keras variables inside one tf.function."""
+def keras_step(keras_module: Any, optimizer_cls: Any, data: Data, hyper: Dict[str, float],
+               jit_compile: bool = False) -> Step:
+    """``optimizer.apply_gradients`` over Keras variables inside one tf.function
+    (compiled with XLA when ``jit_compile``)."""
     tf = _TF["tf"]
     keras = _TF["keras"]
     variables = [keras.Variable(p, dtype="float32") for p in data.params]
@@ -126,7 +128,7 @@ def keras_step(keras_module: Any, optimizer_cls: Any, data: Data, hyper: Dict[st
     opt = optimizer_cls(**hyper)
     opt.build(variables)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def fn():
         opt.apply_gradients(zip(grads, variables))
 
@@ -148,6 +150,17 @@ class KerasOptimizers(_TFImpl):
         ko = _TF["keras"].optimizers
         cls = {"sgd": ko.SGD, "rmsprop": ko.RMSprop, "adam": ko.Adam}[optimizer]
         return keras_step(_TF["keras"], cls, data, HYPER[optimizer])
+
+
+class KerasXLA(_TFImpl):
+    name = "keras.xla"
+    description = ("keras.optimizers.SGD / RMSprop / Adam: apply_gradients inside tf.function(jit_compile=True) "
+                   "(XLA fuses the update's element-wise ops)")
+
+    def make(self, optimizer: str, case: Case, data: Data) -> Step:
+        ko = _TF["keras"].optimizers
+        cls = {"sgd": ko.SGD, "rmsprop": ko.RMSprop, "adam": ko.Adam}[optimizer]
+        return keras_step(_TF["keras"], cls, data, HYPER[optimizer], jit_compile=True)
 
 
 class PyoptimKeras(_TFImpl):

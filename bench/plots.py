@@ -11,6 +11,7 @@ STYLE = {  # implementation -> (color, linestyle, marker)
     "numpy": ("#7f7f7f", "-", "v"),
     "tf.raw_ops": ("#2ca02c", "-", "^"),
     "keras": ("#17becf", "-", "<"),
+    "keras.xla": ("#8c564b", "-", "X"),
     "torch.foreach": ("#1f77b4", "-", ">"),
     "torch.fused": ("#9467bd", "-", "P"),
     "roofline": ("#000000", "--", None),
@@ -114,22 +115,24 @@ def plot_speedup(micro: List[Dict[str, Any]], optimizers: List[str], cases: List
     fig, axes = plt.subplots(len(optimizers), 1, figsize=(max(8, 1.3 * len(cases) + 3), 3.3 * len(optimizers)),
                              squeeze=False)
     for ax, opt in zip(axes[:, 0], optimizers):
-        width = 0.8 / max(1, len(others) + 1)
         x = np.arange(len(cases))
-        series = others + ["keras/pyoptim.keras"]
+        pairs = [p for p in ("keras/pyoptim.keras", "keras.xla/pyoptim.keras") if p.split("/")[0] in impls]
+        series = others + pairs
+        width = 0.8 / max(1, len(series))
         for k, impl in enumerate(series):
             vals = []
             for case in cases:
-                if impl == "keras/pyoptim.keras":
-                    a = _one(micro, opt, case, "keras")
+                if "/" in impl:
+                    a = _one(micro, opt, case, impl.split("/")[0])
                     b = _one(micro, opt, case, "pyoptim.keras")
                     vals.append(a["median_s"] / b["median_s"] if a and b else np.nan)
                 else:
                     a = _one(micro, opt, case, impl)
                     vals.append(a.get("ratio_to_reference") if a and a.get("ratio_to_reference") else np.nan)
-            color = STYLE.get(impl, ("#e377c2", "-", None))[0]
-            ax.bar(x + (k - (len(series) - 1) / 2) * width, vals, width, label=impl if impl != "keras/pyoptim.keras"
-                   else "keras vs pyoptim.keras", color=color, hatch="//" if "/" in impl else None,
+            color = STYLE.get(impl.split("/")[0], ("#e377c2", "-", None))[0]
+            ax.bar(x + (k - (len(series) - 1) / 2) * width, vals, width,
+                   label=impl.replace("/", " vs ") if "/" in impl else impl, color=color,
+                   hatch="//" if "/" in impl else None,
                    edgecolor="white" if "/" not in impl else "black", lw=0.5)
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_yscale("log")
@@ -169,7 +172,8 @@ def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
         for k, impl in enumerate(impls):
             vals = [next((r["epoch_median_s"] for r in rows if r["optimizer"] == o and r["impl"] == impl), np.nan)
                     for o in opts]
-            ax.bar(x + (k - (len(impls) - 1) / 2) * width, vals, width, label=impl,
+            ax.bar(x + (k - (len(impls) - 1) / 2) * width, vals, width,
+                   label=impl + (" (jit_compile=True)" if impl == "keras.xla" else ""),
                    color=STYLE.get(impl, ("#bcbd22",))[0])
         ax.set_xticks(x)
         ax.set_xticklabels(opts)

@@ -89,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import report
     from impl_base import Unavailable
     from impl_numpy import NumpyPlain, PyoptimFunctional, PyoptimStateful, Roofline
-    from impl_tf import KerasOptimizers, PyoptimKeras, TFRawOps, init_tensorflow, tf_threads
+    from impl_tf import KerasOptimizers, KerasXLA, PyoptimKeras, TFRawOps, init_tensorflow, tf_threads
     from impl_torch import TorchOptim, torch_threads
 
     import pyoptim
@@ -125,8 +125,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"load average {info['load_average_start']}")
 
     impls = [PyoptimFunctional(), PyoptimStateful(), PyoptimKeras(threads), KerasOptimizers(threads),
-             TFRawOps(threads), TorchOptim(threads, fused=True), TorchOptim(threads, fused=False), NumpyPlain(),
-             Roofline(threads)]
+             KerasXLA(threads), TFRawOps(threads), TorchOptim(threads, fused=True),
+             TorchOptim(threads, fused=False), NumpyPlain(), Roofline(threads)]
     if args.impls:
         wanted = {x.strip() for x in args.impls.split(",") if x.strip()}
         unknown = wanted - {i.name for i in impls}
@@ -135,6 +135,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"(choose from {', '.join(i.name for i in impls)})", file=sys.stderr)
             return 2
         impls = [i for i in impls if i.name in wanted]
+    elif quick:  # XLA compiles each cell's update: seconds the smoke test does without
+        impls = [i for i in impls if i.name != "keras.xla"]
     # TensorFlow first: its thread pools must be configured before anything starts it.
     phases: Dict[str, float] = {}
     t0 = time.perf_counter()
@@ -199,16 +201,20 @@ def main(argv: Optional[List[str]] = None) -> int:
             from e2e import run_e2e
 
             ko = keras.optimizers
-            classes = {"keras": {"sgd": ko.SGD, "rmsprop": ko.RMSprop, "adam": ko.Adam}}
+            keras_classes = {"sgd": ko.SGD, "rmsprop": ko.RMSprop, "adam": ko.Adam}
+            variants: Dict[str, Any] = {}
             pk_impl = next((i for i in impls if i.name == "pyoptim.keras"), None) or PyoptimKeras(threads)
             if pk_impl.reason is None and not hasattr(pk_impl, "_pk"):
                 pk_impl.setup()
             if pk_impl.reason is None:
                 pk = pk_impl._pk
-                classes = {"pyoptim.keras": {"sgd": pk.SGD, "rmsprop": pk.RMSprop, "adam": pk.Adam}, **classes}
+                variants["pyoptim.keras"] = ({"sgd": pk.SGD, "rmsprop": pk.RMSprop, "adam": pk.Adam}, {})
+            variants["keras"] = (keras_classes, {})
+            if not quick:
+                variants["keras.xla"] = (keras_classes, {"jit_compile": True})
             e2e_opts = ["adam"] if quick else optimizers
             e2e_opts = [o for o in e2e_opts if o in optimizers] or optimizers[:1]
-            e2e = run_e2e(keras, classes, e2e_opts, quick, e2e_rounds, log=log)
+            e2e = run_e2e(keras, variants, e2e_opts, quick, e2e_rounds, log=log)
             if pk_impl.reason is not None:
                 e2e["unavailable"] = pk_impl.reason
 
