@@ -56,7 +56,8 @@ def test_adam_reaches_documented_accuracy_with_defaults(tmp_path):
     assert adam["final_test_accuracy"] >= 0.90
     assert adam["loss"][-1] < adam["loss"][0]
     # Trained through pyoptim's kernels, not a silent fallback to Keras.
-    assert adam["update_path"].startswith("pyoptim C++ kernels"), adam["update_path"]
+    # 5 epochs x 32 batches x 4 variables, all through the kernel.
+    assert adam["update_path"].startswith("pyoptim C++ kernels (640 variable updates"), adam["update_path"]
     assert "update path: pyoptim C++ kernels" in proc.stdout
     rows = table_rows(proc.stdout)
     assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
@@ -99,18 +100,15 @@ def test_full_trace_with_plot_json_and_compare_tf(tmp_path):
     doc = json.loads(js.read_text())
     cmp = doc["compare_tf"]
     assert set(cmp) == {"sgd", "rmsprop", "adam"}
-    for name in ("sgd", "adam"):
+    for name in ("sgd", "rmsprop", "adam"):
         assert cmp[name]["max_abs_weight_diff"] == 0.0 and cmp[name]["identical"], cmp[name]
+        assert cmp[name]["max_abs_epoch_loss_diff"] == 0.0
         assert f"{name:<9} |             0 |            0 |         0 | identical (same bits)" in out
     # RMSprop: inside model.fit Grappler rewrites Keras' x/sqrt(y) into x*rsqrt(y); pyoptim.keras
     # reproduces that in its op when it has verified it can on this CPU, else it runs Keras' own
-    # update_step (and says why).  Either way the trace must report what happened.
+    # update_step and says why.  Either way the trace must report which path ran.
     rms_path = doc["runs"]["rmsprop"]["update_path"]
-    assert rms_path.startswith(("pyoptim C++ kernels", "Keras' own update_step, fallback (")), rms_path
-    if rms_path.startswith("Keras' own"):
-        assert cmp["rmsprop"]["identical"]
-    assert cmp["rmsprop"]["max_abs_weight_diff"] < 1e-6
-    assert cmp["rmsprop"]["max_abs_epoch_loss_diff"] == 0.0
+    assert rms_path.startswith(("pyoptim C++ kernels (", "Keras' own update_step, fallback (")), rms_path
 
     # --json: the raw numbers.
     assert doc["format"] == "pyoptim-trace/1"
@@ -275,6 +273,9 @@ def test_observations_follow_the_trend():
     assert observe([0.5, 0.7], [0.6, 0.5], 1, 3, 5).startswith("loss went up")
     assert observe([0.5, float("nan")], [0.6, 0.3], 1, 3, 5).startswith("diverged")
     assert observe([1.0, 0.5], [0.9, 0.95], 1, 3, 2).endswith("more epochs would help")
+    # Late, tiny losses: a wobble of a few thousandths is not "went up" or "dropping fast".
+    assert observe([1.0, 0.02, 0.025], [0.9, 0.99, 0.99], 2, 3, 5) == "converged"
+    assert observe([1.0, 0.025, 0.02], [0.9, 0.99, 0.99], 2, 3, 3) == "converged"
 
 
 def test_loss_chart_places_every_optimizer():

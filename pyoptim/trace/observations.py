@@ -1,16 +1,18 @@
 """The Observation column: a short comment on one epoch, generated from the trend.
 
 Rules, with ``r = (loss[e-1] - loss[e]) / loss[e-1]`` the relative drop of the training
-loss from the previous epoch:
+loss from the previous epoch, and a change "small" when ``|r| < 2 %`` or
+``|loss[e-1] - loss[e]| < 2 % of ln(classes)``, the cross-entropy of guessing (late, tiny
+losses wobble by large ratios):
 
-* loss not finite            -> "diverged: loss is not finite (lower the learning rate)"
-* first epoch                -> "first pass: ..." with the accuracy against chance (1/classes)
-* r < -1 %                   -> "loss went up: steps may be too large"
-* r >= 25 %                  -> "loss dropping fast"
-* 8 % <= r < 25 %            -> "loss dropping steadily"
-* 2 % <= r < 8 %             -> "loss falling slowly"
-* |r| < 2 %, accuracy >= 90% -> "converged"
-* |r| < 2 %, otherwise       -> "plateau: little progress"
+* loss not finite             -> "diverged: loss is not finite (lower the learning rate)"
+* first epoch                 -> "first pass: ..." with the accuracy against chance (1/classes)
+* small, accuracy >= 90 %     -> "converged"
+* small, otherwise            -> "plateau: little progress"
+* r < -1 %                    -> "loss went up: steps may be too large"
+* r >= 25 %                   -> "loss dropping fast"
+* 8 % <= r < 25 %             -> "loss dropping steadily"
+* otherwise                   -> "loss falling slowly"
 
 plus ", accuracy passed 90%" in the epoch where it first does, and on the last epoch
 ", more epochs would help" while the loss still drops by >= 8 %.
@@ -39,19 +41,19 @@ def observe(losses: Sequence[float], accuracies: Sequence[float], epoch: int, n_
         return f"first pass: learning starts, well above chance ({chance:.0%})"
     prev = losses[epoch - 1]
     drop = (prev - loss) / prev if math.isfinite(prev) and prev > 0 else 0.0
-    trend_fast = drop >= STEADY
-    if drop < RISE:
+    chance_loss = math.log(max(n_classes, 2))
+    small = abs(drop) < SLOW or (math.isfinite(prev) and abs(prev - loss) < SLOW * chance_loss)
+    trend_fast = drop >= STEADY and not small
+    if small:
+        text = "converged" if acc >= GOOD_ACCURACY else "plateau: little progress"
+    elif drop < RISE:
         text = "loss went up: steps may be too large"
     elif drop >= FAST:
         text = f"loss dropping fast (-{drop:.0%})"
     elif drop >= STEADY:
         text = f"loss dropping steadily (-{drop:.0%})"
-    elif drop >= SLOW:
-        text = f"loss falling slowly (-{drop:.0%})"
-    elif acc >= GOOD_ACCURACY:
-        text = "converged"
     else:
-        text = "plateau: little progress"
+        text = f"loss falling slowly (-{drop:.0%})"
     if acc >= GOOD_ACCURACY and all(a < GOOD_ACCURACY for a in accuracies[:epoch]):
         text += f", accuracy passed {GOOD_ACCURACY:.0%}"
     if epoch == total_epochs - 1 and trend_fast:

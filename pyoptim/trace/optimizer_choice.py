@@ -96,16 +96,21 @@ def kernel_calls() -> Dict[str, int]:
     return dict(_pyoptim_keras().kernel_calls())
 
 
-def update_path(name: str, optimizer: Any, calls_before: Dict[str, int], calls_after: Dict[str, int]) -> str:
-    """Which code updated the weights during a run, from pyoptim.keras' counters: kernel
-    executions of this optimizer's kernel and ``optimizer.path_counts()`` (fallbacks and why)."""
+def update_path(name: str, optimizer: Any, calls_before: Dict[str, int], calls_after: Dict[str, int],
+                updates: int = 0) -> str:
+    """Which code updated the weights during a run, from pyoptim.keras' counters: executions
+    of this optimizer's kernel (``updates`` = steps x variables is what a run on the fast
+    path needs) and ``optimizer.path_counts()`` (fallbacks and why)."""
     if type(optimizer).__module__.startswith("keras"):
         return "keras.optimizers (TensorFlow ops)"
     calls = calls_after.get(name, 0) - calls_before.get(name, 0)
     counts = optimizer.path_counts() if hasattr(optimizer, "path_counts") else {"fallback": 0, "reasons": {}}
     reasons = ", ".join(sorted(counts.get("reasons", {}))) or "unknown reason"
-    if calls > 0 and not counts.get("fallback"):
-        return f"pyoptim C++ kernels ({calls} kernel calls)"
+    if calls > 0 and not counts.get("fallback") and calls >= updates:
+        text = f"pyoptim C++ kernels ({updates} variable updates" if updates else f"pyoptim C++ kernels ({calls} kernel calls"
+        if updates and calls > updates:
+            text += f", plus {calls - updates} kernel calls of pyoptim.keras' own checks"
+        return text + ")"
     if calls > 0:
-        return f"pyoptim C++ kernels ({calls} kernel calls), Keras fallback for some variables ({reasons})"
+        return f"pyoptim C++ kernels for {calls} of {updates} variable updates, Keras for the rest ({reasons})"
     return f"Keras' own update_step, fallback ({reasons})"

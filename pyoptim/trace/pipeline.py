@@ -83,7 +83,8 @@ def run_trace(args: TraceOptions) -> int:
         before = kernel_calls()
         run = train_run(name=name, optimizer=optimizer, optimizer_text=text,
                         source=PYOPTIM, learning_rate=lr_of(name), on_epoch=print_row, **common)
-        run.update_path = update_path(name, optimizer, before, kernel_calls())
+        updates = int(optimizer.iterations) * len(weights)  # steps x variables
+        run.update_path = update_path(name, optimizer, before, kernel_calls(), updates)
         _say(report.run_footer(run))
         runs.append(run)
         if args.compare_tf:
