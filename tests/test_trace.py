@@ -19,7 +19,6 @@ from pyoptim.trace.data import MinMaxScaler, load_csv, synthetic_dataset
 from pyoptim.trace.errors import TraceInputError
 from pyoptim.trace.observations import observe
 
-ROOT = Path(__file__).resolve().parents[1]
 TABLE_HEADER = "Epoch |    Loss | Accuracy |    Time | Observation"
 
 
@@ -27,7 +26,7 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     return subprocess.run(
         [sys.executable, "-m", "pyoptim", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT,
+        capture_output=True, text=True, timeout=timeout, env=env,
     )
 
 
@@ -184,7 +183,7 @@ def test_example_and_import_do_not_load_tensorflow():
         "assert '9.50' in buf.getvalue()\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
 
 
