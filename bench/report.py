@@ -109,7 +109,8 @@ def fmt_time(s: Optional[float]) -> str:
 def micro_table(micro: List[Dict[str, Any]], optimizers: List[str], cases: List[str], impls: List[str]) -> str:
     """One block per optimizer; per size, one line per implementation."""
     lines: List[str] = []
-    head = f"{'size':>9} {'implementation':<15} {'median':>10} {'IQR':>10} {'GB/s':>7} {'roofline':>8} {'vs ref':>8}"
+    head = (f"{'size':>9} {'implementation':<15} {'median':>10} {'IQR':>10} {'min':>10} {'GB/s':>7} {'roofline':>8} "
+            f"{'vs ref':>8}")
     for opt in optimizers:
         lines.append("")
         lines.append(f"== {opt} (float32, {bytes_per_element(opt)} bytes/element; 'vs ref' = time / pyoptim's time) ==")
@@ -128,7 +129,7 @@ def micro_table(micro: List[Dict[str, Any]], optimizers: List[str], cases: List[
                 frac = f"{100 * r['roofline_fraction']:.0f}%" if r.get("roofline_fraction") is not None else "-"
                 ratio = f"{r['ratio_to_reference']:.2f}x" if r.get("ratio_to_reference") is not None else "-"
                 lines.append(f"{case:>9} {r['impl']:<15} {fmt_time(r['median_s']):>10} {fmt_time(r['iqr_s']):>10} "
-                             f"{gbps:>7} {frac:>8} {ratio:>8}")
+                             f"{fmt_time(r['min_s']):>10} {gbps:>7} {frac:>8} {ratio:>8}")
             lines.append("")
     return "\n".join(lines)
 
