@@ -269,3 +269,25 @@ def test_multi_tensor_element_equals_functional_element(kind, kwargs, variant, r
         else:
             kind_fn(s["param"], s["grad"], s["m"], s["v"], v_hat=s["v_hat"], **hyper)
         assert ref.identical_bits(params[i], s["param"]), f"params[{i}] (n={sizes[i]})"
+
+
+# ---------------------------------------------------------------- thread settings
+
+
+@pytest.mark.parametrize("value,exc", [
+    (0, ValueError), (-3, ValueError), (10**20, ValueError), (-(10**20), ValueError),
+    (2.0, TypeError), (True, TypeError), (None, TypeError), ("2", TypeError),
+])
+def test_set_num_threads_refuses_bad_values_and_keeps_the_setting(value, exc, restore_settings):
+    pyoptim.set_num_threads(1)
+    with pytest.raises(exc, match=r"\bn\b"):
+        pyoptim.set_num_threads(value)
+    assert pyoptim.get_num_threads() == 1
+
+
+def test_set_num_threads_accepts_integer_like_values(restore_settings):
+    """Any integer (operator.index), as ``step`` does: NumPy integers included."""
+    pyoptim.set_num_threads(np.int64(2))
+    assert pyoptim.get_num_threads() == (2 if CONFIG["openmp"] else 1)
+    pyoptim.set_num_threads(1)
+    assert pyoptim.get_num_threads() == 1
