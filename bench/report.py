@@ -135,8 +135,10 @@ def micro_table(micro: List[Dict[str, Any]], optimizers: List[str], cases: List[
 
 
 def e2e_table(e2e: Optional[Dict[str, Any]]) -> str:
-    if not e2e or not e2e.get("results"):
+    if not e2e:
         return ""
+    if not e2e.get("results"):
+        return f"\n== model.fit epoch time: unavailable ({e2e.get('unavailable', 'no result')}) =="
     lines = ["", "== model.fit epoch time (median over epochs; 'vs pyoptim' = time / pyoptim.keras' time) ==",
              f"{'model':<9} {'params':>11} {'optimizer':<8} {'implementation':<15} {'epoch':>10} {'IQR':>10} "
              f"{'vs pyoptim':>10}"]

@@ -266,7 +266,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         json.dump(results, f, indent=1, default=_json_default, allow_nan=False)
     with open(os.path.join(out_dir, "table.txt"), "w") as f:
         f.write(table + "\n")
-    written = [] if args.no_plots else plots.write_all(results, out_dir)
+    written: List[str] = []
+    if not args.no_plots:
+        try:
+            written = plots.write_all(results, out_dir)
+        except ImportError as e:
+            log(f"no plots: matplotlib not importable ({e}); `pip install matplotlib`")
     log(f"wrote {os.path.join(out_dir, 'results.json')}, table.txt" + (", " + ", ".join(written) if written else ""))
     return 0
 
