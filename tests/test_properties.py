@@ -372,7 +372,7 @@ def expected_problems(kind: str, arrays: Dict[str, Any], hyper: Dict[str, Any]) 
     return probs + arrays_problems([group])
 
 
-@settings(max_examples=700, **SETTINGS)
+@settings(max_examples=2000, **SETTINGS)
 @given(functional_calls())
 def test_functional_api_matches_reference_or_refuses_cleanly(case):
     kind, dtype, shape, order, mode, seed, hyper, present, faults = case
@@ -471,7 +471,7 @@ def slot_arrays(opt: pyoptim.Optimizer) -> Dict[str, List[np.ndarray]]:
     return opt.state_dict()["slots"] or {}
 
 
-@settings(max_examples=250, **SETTINGS)
+@settings(max_examples=500, **SETTINGS)
 @given(stateful_runs())
 def test_stateful_apply_matches_reference_or_refuses_cleanly(run):
     kind, config, lr_kind, base_lr, clipvalue, specs, steps, mode, seed = run
