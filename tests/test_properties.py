@@ -458,7 +458,7 @@ def stateful_runs(draw):
     steps = []
     for _ in range(draw(st.integers(1, 4))):
         none_mask = [draw(st.sampled_from([False, False, False, True])) for _ in range(nparams)]
-        fault = draw(st.sampled_from([None, None, None] + FAULTS + ["short_grads", "readonly_param"]))
+        fault = draw(st.sampled_from([None, None, None] + FAULTS + ["short_grads", "readonly_param", "shared_grad"]))
         target = draw(st.integers(0, nparams - 1))
         other = draw(st.integers(0, nparams - 1))
         steps.append((none_mask, fault, target, other))
@@ -500,6 +500,8 @@ def test_stateful_apply_matches_reference_or_refuses_cleanly(run):
             call_params[target] = call_params[other]
         elif fault == "overlap":
             grads[target] = params[other]  # a gradient that is also an updated param
+        elif fault == "shared_grad":
+            grads[target] = grads[other]  # two params read one gradient: allowed when shapes match
         elif fault is not None and grads[target] is not None:
             grads[target] = layout_array(grads[target].copy(order="K"), fault, rng, specs[target][1])
         event(f"stateful fault {fault}")
