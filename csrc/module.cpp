@@ -336,12 +336,19 @@ int max_threads() {
 }
 
 void set_num_threads(py::object n) {
-  if (PyBool_Check(n.ptr()) || !PyLong_Check(n.ptr()))
-    throw py::type_error(std::string("n must be an int, got ") + Py_TYPE(n.ptr())->tp_name);
-  const long long v = n.cast<long long>();
-  if (v < 1) throw py::value_error("n must be >= 1, got " + std::to_string(v));
+  PyObject* v = n.ptr();
+  if (PyBool_Check(v) || PyFloat_Check(v) || !PyIndex_Check(v))
+    throw py::type_error(std::string("n must be an int, got ") + Py_TYPE(v)->tp_name);
+  py::object as_int = py::reinterpret_steal<py::object>(PyNumber_Index(v));
+  if (!as_int) throw py::error_already_set();
+  constexpr long long kMaxThreads = 1 << 16;
+  int overflow = 0;
+  const long long count = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
+  if (overflow != 0 || count < 1 || count > kMaxThreads)
+    throw py::value_error("n must be between 1 and " + std::to_string(kMaxThreads) + ", got " +
+                          py::str(as_int).cast<std::string>());
 #ifdef _OPENMP
-  g_num_threads = static_cast<int>(std::min<long long>(v, 1 << 16));
+  g_num_threads = static_cast<int>(count);
 #else
   g_num_threads = 1;  // built without OpenMP: always one thread
 #endif

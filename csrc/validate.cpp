@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 namespace pyoptim {
 
@@ -66,8 +65,9 @@ void check_like_param(const Checked& x, const ArgName& xname, const Checked& p, 
     throw py::type_error(xname.str() + " has dtype " + dtype_name(x.dtype) + " but " + pname.str() +
                          " has dtype " + dtype_name(p.dtype) + "; they must match");
   const int nd = PyArray_NDIM(p.arr);
+  // (std::equal, not memcmp: a 0-d array's dims pointer is null.)
   if (PyArray_NDIM(x.arr) != nd ||
-      std::memcmp(PyArray_DIMS(x.arr), PyArray_DIMS(p.arr), sizeof(npy_intp) * nd) != 0)
+      !std::equal(PyArray_DIMS(x.arr), PyArray_DIMS(x.arr) + nd, PyArray_DIMS(p.arr)))
     throw py::value_error(xname.str() + " has shape " + shape_str(x.arr) + " but " + pname.str() +
                           " has shape " + shape_str(p.arr) + "; they must match");
   // Same shape, both contiguous: the memory orders agree unless one is C-only and
