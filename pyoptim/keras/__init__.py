@@ -1,0 +1,69 @@
+"""pyoptim for Keras 3: ``SGD``, ``RMSprop`` and ``Adam`` as drop-in ``keras.optimizers``.
+
+::
+
+    import keras, pyoptim.keras
+    model.compile(optimizer=pyoptim.keras.Adam(learning_rate=1e-3), loss=...)
+    model.fit(...)   # same weights, to the bit, as with keras.optimizers.Adam; the update runs
+                     # pyoptim's C++ kernels through a TensorFlow custom op
+
+The op is compiled against the installed TensorFlow on first use (a C++ compiler is needed; the
+result is cached, see :func:`status`), or ahead of time with ``python -m pyoptim.keras build``.
+Where it cannot serve (XLA, sparse gradients, other dtypes, non-CPU variables, build failure) the
+optimizers run Keras' own ``update_step`` with a one-time warning; :func:`status`,
+:func:`fast_path_available`, :func:`kernel_calls` and ``optimizer.path_counts()`` tell which path
+ran.  Importing this module imports TensorFlow; ``import pyoptim`` alone never does.  Import
+``pyoptim.keras`` before ``keras.models.load_model`` so saved models find the classes (they are
+registered as ``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam``).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import tensorflow as tf
+
+from . import _build, _loader
+from .optimizers import SGD, Adam, RMSprop
+
+_KERNELS = ("sgd", "rmsprop", "adam")
+
+
+def fast_path_available() -> bool:
+    """True when the custom op is built and loaded (builds it on the first call if needed)."""
+    return _loader.load() is not None
+
+
+def build(force: bool = False, verbose: bool = False) -> str:
+    """Compile the op now (unless cached; ``force`` rebuilds) and return the library's path.
+    Raises ``pyoptim.keras._build.BuildError`` with the compiler output on failure."""
+    return str(_build.build(force=force, verbose=verbose))
+
+
+def kernel_calls() -> Dict[str, int]:
+    """How many times each kernel has run in this process (``{"sgd": n, "rmsprop": n,
+    "adam": n}``), counted inside the op; all zero when the op is not loaded."""
+    module = _loader.load()
+    if module is None:
+        return {k: 0 for k in _KERNELS}
+    with tf.device("/CPU:0"):
+        counts = module.pyoptim_kernel_calls().numpy().tolist()
+    return dict(zip(_KERNELS, (int(c) for c in counts)))
+
+
+def status() -> Dict[str, Any]:
+    """Which path the optimizers use and why: ``fast_path_available``, ``library`` (path of the
+    loaded op), ``error`` (why it is unavailable), ``isa``, ``tensorflow``, ``cache_dir``,
+    ``kernel_calls``."""
+    available = fast_path_available()
+    return {
+        "fast_path_available": available,
+        "library": str(_loader.path()) if _loader.path() else None,
+        "error": _loader.error(),
+        "isa": _build.selected_isa(),
+        "tensorflow": tf.__version__,
+        "cache_dir": str(_build.cache_dir()),
+        "kernel_calls": kernel_calls(),
+    }
+
+
+__all__ = ["SGD", "RMSprop", "Adam", "build", "fast_path_available", "kernel_calls", "status"]

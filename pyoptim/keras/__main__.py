@@ -1,0 +1,41 @@
+"""``python -m pyoptim.keras build [--force] [--verbose]``: compile the TensorFlow op ahead of time.
+``python -m pyoptim.keras status``: print which path the Keras optimizers will take."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = argparse.ArgumentParser(prog="python -m pyoptim.keras")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="compile the TensorFlow op for the installed TensorFlow")
+    b.add_argument("--force", action="store_true", help="rebuild even if cached")
+    b.add_argument("--verbose", action="store_true", help="print the compiler command")
+    sub.add_parser("status", help="print whether the fast path is available, and why not")
+    args = parser.parse_args(argv)
+
+    import pyoptim.keras as pk
+    from pyoptim.keras import _build
+
+    if args.command == "build":
+        try:
+            path = pk.build(force=args.force, verbose=args.verbose)
+        except _build.BuildError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        print(path)
+        if not pk.fast_path_available():
+            print(pk.status()["error"], file=sys.stderr)
+            return 1
+        return 0
+    for key, value in pk.status().items():
+        print(f"{key}: {value}")
+    return 0 if pk.fast_path_available() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Compiles the TensorFlow custom op (``_op/pyoptim_tf_ops.cc``) against the installed TensorFlow.
+
+The op is tied to the C++ ABI of the TensorFlow it is built against, so it is built on the user's
+machine: on first use, or ahead of time with ``python -m pyoptim.keras build``.  The result is cached
+in ``$PYOPTIM_CACHE_DIR`` (default ``$XDG_CACHE_HOME/pyoptim`` or ``~/.cache/pyoptim``) under a
+name holding the TensorFlow version, the instruction set and a hash of everything that goes into
+the build (source, kernel headers, flags, compiler), so a change to any of them rebuilds.
+
+Two processes building at once are safe: a file lock serialises them, and the library is written to
+a temporary file and renamed into place (an atomic step), so nobody ever loads a half-written file.
+
+Flags: TensorFlow's own (``tf.sysconfig.get_compile_flags()`` / ``get_link_flags()``), C++17,
+``-O3 -ffp-contract=off -fno-math-errno`` (never ``-ffast-math``: results must equal Keras' to the
+bit) and the vector instruction set the NumPy core uses on this CPU (``pyoptim.get_isa()``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pyoptim
+
+_SOURCE = Path(__file__).resolve().parent / "_op" / "pyoptim_tf_ops.cc"
+_HEADERS = ("common.hpp", "sgd.hpp", "rmsprop.hpp", "adam.hpp", "segments.hpp")
+
+# Same per-instruction-set flags as the NumPy core's kernels (CMakeLists.txt).
+_ISA_FLAGS: Dict[str, List[str]] = {
+    "baseline": [],
+    "avx2": ["-mavx2"],
+    "avx512": ["-mavx512f", "-mavx512vl", "-mprefer-vector-width=512"],
+}
+_KERNEL_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-DNDEBUG"]
+
+_thread_lock = threading.Lock()
+
+
+class BuildError(RuntimeError):
+    """The op could not be compiled; the message holds the command and the compiler's output."""
+
+
+def cache_dir() -> Path:
+    """Where built ops are kept: ``$PYOPTIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/pyoptim``, else
+    ``~/.cache/pyoptim``."""
+    env = os.environ.get("PYOPTIM_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "pyoptim"
+
+
+def include_dir() -> Path:
+    """Directory holding ``pyoptim/{sgd,rmsprop,adam}.hpp``: the headers installed with the package,
+    or ``csrc/`` when running from a source checkout."""
+    package = Path(pyoptim.__file__).resolve().parent
+    for candidate in (package / "include", package.parent / "csrc"):
+        if (candidate / "pyoptim" / "adam.hpp").is_file():
+            return candidate
+    raise BuildError(
+        "pyoptim.keras: cannot find the kernel headers (pyoptim/adam.hpp) in "
+        f"{package / 'include'} or {package.parent / 'csrc'}; reinstall pyoptim"
+    )
+
+
+def selected_isa() -> str:
+    """Instruction set to compile for: the one the NumPy core runs on this CPU (it honours
+    ``PYOPTIM_ISA`` and ``pyoptim.set_isa``), when this machine is x86-64; else ``baseline``."""
+    isa = pyoptim.get_isa()
+    return isa if isa in _ISA_FLAGS else "baseline"
+
+
+def compiler() -> List[str]:
+    """The C++ compiler command: ``$CXX`` if set, else ``g++`` or ``c++``."""
+    cxx = os.environ.get("CXX")
+    if cxx:
+        return shlex.split(cxx)
+    for name in ("g++", "c++"):
+        if shutil.which(name):
+            return [name]
+    raise BuildError("pyoptim.keras: no C++ compiler found (set CXX, or install g++)")
+
+
+def _compiler_version(cxx: List[str]) -> str:
+    try:
+        out = subprocess.run(cxx + ["--version"], capture_output=True, text=True, timeout=60)
+        return out.stdout.splitlines()[0] if out.stdout else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _command(isa: str, output: Path) -> List[str]:
+    import tensorflow as tf
+
+    cxx = compiler()
+    return (
+        cxx
+        + ["-shared", "-fPIC", "-w"]
+        + _KERNEL_FLAGS
+        + _ISA_FLAGS[isa]
+        # A namespace of its own for the kernel copies in this library (see common.hpp).
+        + [f"-DPYOPTIM_ISA=pyoptim_tf_{isa}", f"-I{include_dir()}"]
+        + list(tf.sysconfig.get_compile_flags())
+        + [str(_SOURCE), "-o", str(output)]
+        + list(tf.sysconfig.get_link_flags())
+    )
+
+
+def library_path(isa: Optional[str] = None) -> Path:
+    """Path the op for this TensorFlow, instruction set and source lives at (built or not)."""
+    import tensorflow as tf
+
+    isa = isa or selected_isa()
+    digest = hashlib.sha256()
+    for own in sorted(_SOURCE.parent.iterdir()):
+        if own.suffix in (".cc", ".hpp", ".h"):
+            digest.update(own.name.encode())
+            digest.update(own.read_bytes())
+    inc = include_dir() / "pyoptim"
+    for name in _HEADERS:
+        digest.update(name.encode())
+        digest.update((inc / name).read_bytes())
+    cmd = _command(isa, Path("OUT"))
+    digest.update("\0".join(cmd).encode())
+    digest.update(_compiler_version(compiler()).encode())
+    digest.update(tf.__version__.encode())
+    digest.update(tf.__file__.encode())
+    version = tf.__version__.replace("/", "_")
+    return cache_dir() / f"pyoptim_tf_ops-tf{version}-{isa}-{digest.hexdigest()[:16]}.so"
+
+
+class _FileLock:
+    """An exclusive advisory lock on ``path`` (fcntl); a no-op where fcntl does not exist."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd: Optional[int] = None
+
+    def __enter__(self) -> "_FileLock":
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._fd is not None
+        try:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except ImportError:  # pragma: no cover
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
+def build(force: bool = False, verbose: bool = False) -> Path:
+    """Compile the op if it is not cached yet (or ``force``), and return the library's path.
+
+    Raises :class:`BuildError` with the compiler's output when compilation fails."""
+    isa = selected_isa()
+    target = library_path(isa)
+    with _thread_lock:
+        if target.is_file() and not force:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _FileLock(target.with_suffix(".lock")):
+            # Another process may have finished the build while we waited for the lock.
+            if target.is_file() and not force:
+                return target
+            fd, tmp_name = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp",
+                                            dir=target.parent)
+            os.close(fd)
+            tmp = Path(tmp_name)
+            cmd = _command(isa, tmp)
+            print(
+                f"pyoptim.keras: compiling the TensorFlow op for this TensorFlow ({isa}); "
+                f"once, cached in {target.parent}",
+                file=sys.stderr,
+            )
+            if verbose:
+                print(" ".join(shlex.quote(c) for c in cmd), file=sys.stderr)
+            try:
+                result = subprocess.run(cmd, capture_output=True, text=True)
+                if result.returncode != 0:
+                    raise BuildError(
+                        "pyoptim.keras: compiling the TensorFlow op failed.\ncommand: "
+                        + " ".join(shlex.quote(c) for c in cmd)
+                        + "\n"
+                        + (result.stderr or result.stdout)[-6000:]
+                    )
+                os.chmod(tmp, 0o755)
+                os.replace(tmp, target)  # atomic: readers see no file or the whole file
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+    return target

@@ -1,0 +1,123 @@
+"""Which arithmetic keras.optimizers.RMSprop has inside a ``tf.function``, and a check that the op
+reproduces it on this machine.
+
+Inside a ``tf.function`` TensorFlow's graph optimiser (Grappler) rewrites Keras' RMSprop update
+before it runs (measured with TensorFlow 2.21; see ``_op/rmsprop_graph.hpp``):
+
+* arithmetic optimisation: ``(lr * g) / sqrt(d)``  ->  ``(lr * g) * rsqrt(d)``;
+* constant folding (centered only): ``(v - a^2) + eps``  ->  ``(eps - a^2) + v``.
+
+Eager Keras (``run_eagerly=True``) computes the textbook formula, which the shared kernel does.
+The op takes both rewrites as attributes (``rsqrt_mul``, ``epsilon_first``).  Because they depend
+on TensorFlow's build (its Rsqrt is an approximation refined by a Newton step) and version, the
+first graph-mode use of each variant runs a few steps of ``keras.optimizers.RMSprop`` and of
+``pyoptim.keras.RMSprop`` in ``tf.function`` on a 1003-element variable and compares the bits; if
+they differ, graph-mode RMSprop runs Keras' own code.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+_lock = threading.Lock()
+_verified: Dict[Tuple[str, bool, bool, bool], bool] = {}
+_local = threading.local()
+
+
+def rewrites(centered: bool) -> Tuple[bool, bool]:
+    """``(rsqrt_mul, epsilon_first)`` Grappler applies to Keras' RMSprop in the graph being built
+    now: both False when executing eagerly or when the user disabled the corresponding Grappler
+    pass (``tf.config.optimizer.set_experimental_options``)."""
+    forced = getattr(_local, "forced", None)
+    if forced is not None:
+        return forced[0], bool(forced[1] and centered)
+    if tf.executing_eagerly():
+        return False, False
+    options = tf.config.optimizer.get_experimental_options()
+    if options.get("disable_meta_optimizer", False):
+        return False, False
+    rsqrt = bool(options.get("arithmetic_optimization", True))
+    eps_first = bool(centered and options.get("constant_folding", True))
+    return rsqrt, eps_first
+
+
+def in_self_test() -> bool:
+    """True on the thread running :func:`verified`'s comparison (it must not re-enter it)."""
+    return getattr(_local, "active", False)
+
+
+def _step_function(opt, var):
+    @tf.function(jit_compile=False)
+    def step(g):
+        opt.apply([g], [var])
+        return opt.iterations  # a fetch, as model.fit's train function has (Grappler needs one)
+
+    return step
+
+
+def _compare(dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
+    import keras
+
+    from .optimizers import RMSprop
+
+    _local.active = True
+    _local.forced = (rsqrt, eps_first)
+    try:
+        rng = np.random.default_rng(20240607)
+        n = 1003  # 125 groups of 8 and a tail of 3, as TensorFlow's Rsqrt splits it
+        start = rng.standard_normal(n).astype(dtype)
+        grads = [tf.constant((rng.standard_normal(n) * s).astype(dtype)) for s in (1.0, 0.1, 3.0)]
+        kwargs = dict(learning_rate=0.01, rho=0.9, momentum=0.5, centered=centered)
+        results = []
+        for cls in (keras.optimizers.RMSprop, RMSprop):
+            opt = cls(**kwargs)
+            var = keras.Variable(start.copy(), dtype=dtype)
+            opt.build([var])
+
+            step = _step_function(opt, var)
+            for g in grads:
+                step(g)
+            if cls is RMSprop:
+                counts = opt.path_counts()
+                if counts["fast"] == 0 or counts["fallback"] != 0:
+                    return False
+            results.append([var.numpy()] + [v.numpy() for v in opt.variables])
+        return all(np.array_equal(a, b, equal_nan=True) for a, b in zip(*results))
+    finally:
+        _local.active = False
+        _local.forced = None
+
+
+def verified(dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
+    """Whether the op with these rewrites gives keras.optimizers.RMSprop's graph-mode bits here
+    (checked once per variant and process, on a separate thread so that the caller's graph,
+    device and distribution scopes do not apply)."""
+    key = (dtype, centered, rsqrt, eps_first)
+    with _lock:
+        if key in _verified:
+            return _verified[key]
+    outcome: Dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["ok"] = _compare(dtype, centered, rsqrt, eps_first)
+        except Exception as exc:  # noqa: BLE001 - any failure: use Keras' code
+            outcome["ok"] = False
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="pyoptim-rmsprop-graph-check")
+    worker.start()
+    worker.join()
+    ok = bool(outcome.get("ok", False))
+    with _lock:
+        _verified[key] = ok
+    return ok
+
+
+def last_results() -> Dict[Tuple[str, bool, bool, bool], bool]:
+    """The checks run so far: ``{(dtype, centered, rsqrt_mul, epsilon_first): passed}``."""
+    with _lock:
+        return dict(_verified)
