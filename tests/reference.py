@@ -216,7 +216,8 @@ class RefOptimizer:
             if g is None:
                 continue
             if self.clipvalue:
-                g = np.clip(g, -self.clipvalue, self.clipvalue)
+                with np.errstate(invalid="ignore"):
+                    g = np.clip(g, -self.clipvalue, self.clipvalue)
             state = {k: v[i] for k, v in self.slots.items()}
             new = self.update(p, g, state, lr, self.iterations + 1)
             p[...] = new.pop("param")

@@ -508,8 +508,9 @@ def test_stateful_apply_matches_reference_or_refuses_cleanly(run):
 
         # What the core receives: clipped gradients, new arrays in the gradient's dtype
         # (so a non-contiguous gradient becomes contiguous, a wrong dtype stays wrong).
-        eff = [g if (g is None or not clipvalue or not isinstance(g, np.ndarray)) else
-               np.asarray(np.clip(g, -clipvalue, clipvalue), dtype=g.dtype) for g in grads]
+        with np.errstate(invalid="ignore"):
+            eff = [g if (g is None or not clipvalue or not isinstance(g, np.ndarray)) else
+                   np.asarray(np.clip(g, -clipvalue, clipvalue), dtype=g.dtype) for g in grads]
         problems: List[Problem] = []
         if len(grads) != len(call_params):
             problems.append((ValueError, "grads"))
