@@ -123,35 +123,38 @@ void run(const CallChecker& c, const SgdHyper& h) {
   const KernelTable& k = active_kernels();
   const auto c32 = coeffs<float>(h);
   const auto c64 = coeffs<double>(h);
+  const int threads = g_num_threads;  // read under the GIL: set_num_threads may run meanwhile
   py::gil_scoped_release nogil;
   const auto& s32 = c.segments(DType::kFloat32);
   const auto& s64 = c.segments(DType::kFloat64);
-  if (!s32.empty()) k.sgd_f32(s32.data(), s32.size(), g_num_threads, c32, h.mode, h.decay);
-  if (!s64.empty()) k.sgd_f64(s64.data(), s64.size(), g_num_threads, c64, h.mode, h.decay);
+  if (!s32.empty()) k.sgd_f32(s32.data(), s32.size(), threads, c32, h.mode, h.decay);
+  if (!s64.empty()) k.sgd_f64(s64.data(), s64.size(), threads, c64, h.mode, h.decay);
 }
 
 void run(const CallChecker& c, const RmspropHyper& h) {
   const KernelTable& k = active_kernels();
   const auto c32 = coeffs<float>(h);
   const auto c64 = coeffs<double>(h);
+  const int threads = g_num_threads;  // read under the GIL: set_num_threads may run meanwhile
   py::gil_scoped_release nogil;
   const auto& s32 = c.segments(DType::kFloat32);
   const auto& s64 = c.segments(DType::kFloat64);
   if (!s32.empty())
-    k.rmsprop_f32(s32.data(), s32.size(), g_num_threads, c32, h.centered, h.use_momentum, h.decay);
+    k.rmsprop_f32(s32.data(), s32.size(), threads, c32, h.centered, h.use_momentum, h.decay);
   if (!s64.empty())
-    k.rmsprop_f64(s64.data(), s64.size(), g_num_threads, c64, h.centered, h.use_momentum, h.decay);
+    k.rmsprop_f64(s64.data(), s64.size(), threads, c64, h.centered, h.use_momentum, h.decay);
 }
 
 void run(const CallChecker& c, const AdamHyper& h) {
   const KernelTable& k = active_kernels();
   const auto c32 = coeffs<float>(h);
   const auto c64 = coeffs<double>(h);
+  const int threads = g_num_threads;  // read under the GIL: set_num_threads may run meanwhile
   py::gil_scoped_release nogil;
   const auto& s32 = c.segments(DType::kFloat32);
   const auto& s64 = c.segments(DType::kFloat64);
-  if (!s32.empty()) k.adam_f32(s32.data(), s32.size(), g_num_threads, c32, h.amsgrad, h.decay);
-  if (!s64.empty()) k.adam_f64(s64.data(), s64.size(), g_num_threads, c64, h.amsgrad, h.decay);
+  if (!s32.empty()) k.adam_f32(s32.data(), s32.size(), threads, c32, h.amsgrad, h.decay);
+  if (!s64.empty()) k.adam_f64(s64.data(), s64.size(), threads, c64, h.amsgrad, h.decay);
 }
 
 // ---------------------------------------------------------------- functional API
