@@ -5,7 +5,10 @@ Inside a ``tf.function`` TensorFlow's graph optimiser (Grappler) rewrites Keras'
 before it runs (measured with TensorFlow 2.21; see ``_op/rmsprop_graph.hpp``):
 
 * arithmetic optimisation: ``(lr * g) / sqrt(d)``  ->  ``(lr * g) * rsqrt(d)``;
-* constant folding (centered only): ``(v - a^2) + eps``  ->  ``(eps - a^2) + v``.
+* constant folding (centered only): ``(v - a^2) + eps``  ->  ``(eps - a^2) + v``, but only in a
+  function that returns something (model.fit's train step does; a user's ``tf.function`` may
+  not, and that is unknown while it is being traced, so centered RMSprop in a user's
+  ``tf.function`` runs Keras' code).
 
 Eager Keras (``run_eagerly=True``) computes the textbook formula, which the shared kernel does.
 The op takes both rewrites as attributes (``rsqrt_mul``, ``epsilon_first``).  Because they depend
@@ -27,10 +30,27 @@ _verified: Dict[Tuple[str, bool, bool, bool], bool] = {}
 _local = threading.local()
 
 
-def rewrites(centered: bool) -> Tuple[bool, bool]:
+# Keras' train-step functions (keras/src/backend/tensorflow/trainer.py); they return the logs.
+_KERAS_STEP_FUNCTIONS = ("one_step_on_data", "one_step_on_iterator", "multi_step_on_iterator")
+
+
+def _in_keras_step_function() -> bool:
+    graph = tf.compat.v1.get_default_graph()
+    while graph is not None:
+        if str(getattr(graph, "name", "")).startswith(_KERAS_STEP_FUNCTIONS):
+            return True
+        graph = getattr(graph, "outer_graph", None)
+    return False
+
+
+def rewrites(centered: bool) -> Optional[Tuple[bool, bool]]:
     """``(rsqrt_mul, epsilon_first)`` Grappler applies to Keras' RMSprop in the graph being built
     now: both False when executing eagerly or when the user disabled the corresponding Grappler
-    pass (``tf.config.optimizer.set_experimental_options``)."""
+    pass (``tf.config.optimizer.set_experimental_options``).
+
+    None when it cannot be known: Grappler's constant folding simplifies only functions that
+    return something, and while building a user's ``tf.function`` we cannot see yet whether it
+    will; for centered RMSprop outside Keras' own train step that decides ``epsilon_first``."""
     forced = getattr(_local, "forced", None)
     if forced is not None:
         return forced[0], bool(forced[1] and centered)
@@ -40,8 +60,10 @@ def rewrites(centered: bool) -> Tuple[bool, bool]:
     if options.get("disable_meta_optimizer", False):
         return False, False
     rsqrt = bool(options.get("arithmetic_optimization", True))
-    eps_first = bool(centered and options.get("constant_folding", True))
-    return rsqrt, eps_first
+    folding = bool(options.get("constant_folding", True))
+    if centered and folding and not _in_keras_step_function():
+        return None
+    return rsqrt, bool(centered and folding)
 
 
 def in_self_test() -> bool:

@@ -264,9 +264,13 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
         # Keras: ops.multiply(rho, v), ops.multiply(1 - rho, ...), + self.epsilon,
         # ops.multiply(self.momentum, mom): Python numbers meet tensors of the variable's dtype.
         # Inside tf.function Grappler rewrites Keras' expression; the op reproduces it.
-        rsqrt_mul, epsilon_first = _graph_rmsprop.rewrites(bool(self.centered))
+        rewrites = _graph_rmsprop.rewrites(bool(self.centered))
+        rsqrt_mul, epsilon_first = rewrites if rewrites is not None else (False, False)
 
         def check() -> Optional[str]:
+            if rewrites is None:
+                return ("centered RMSprop in a user's tf.function: Keras' graph arithmetic depends "
+                        "on whether that function returns a value, unknown while tracing")
             if not (rsqrt_mul or epsilon_first) or _graph_rmsprop.in_self_test():
                 return None
             dtype = tf.as_dtype(variable.dtype).name
