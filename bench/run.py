@@ -45,6 +45,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--settle-ms", type=float, default=0.0,
                     help="idle time before each timed sample, so that other implementations' spinning worker "
                          "threads go to sleep first (default 0)")
+    ap.add_argument("--omp-wait-policy", choices=("default", "passive", "active"), default="default",
+                    help="set OMP_WAIT_POLICY for every OpenMP runtime (pyoptim, the C loop, torch); 'default' "
+                         "leaves the environment as it is.  On a busy machine 'passive' avoids multi-millisecond "
+                         "stalls of parallel regions (see README)")
     ap.add_argument("--e2e-rounds", type=int, default=None, help="timed epochs per implementation (default 5; quick 2)")
     ap.add_argument("--no-e2e", action="store_true", help="skip the model.fit benchmark")
     ap.add_argument("--no-micro", action="store_true", help="skip the per-step benchmark")
@@ -75,6 +79,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     # Before any OpenMP runtime or TensorFlow is loaded:
     os.environ["OMP_NUM_THREADS"] = str(threads)
+    if args.omp_wait_policy != "default":
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     here = os.path.dirname(os.path.abspath(__file__))
     if here not in sys.path:
@@ -226,6 +232,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "mode": "quick" if quick else "full",
             "threads": threads,
             "thread_settings": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+                                "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
                                 "pyoptim": pyoptim.get_num_threads(), "tensorflow": tf_threads(),
                                 "torch": torch_threads(), "roofline_c_loop": threads},
             "dtype": "float32",
