@@ -48,7 +48,7 @@ def _data(dtype: str, embedding: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     return rng.standard_normal((ROWS, FEATURES)).astype(dtype), y
 
 
-def _model(dtype: str, embedding: bool = False) -> keras.Model:
+def _model(dtype: str, embedding: bool = False, hidden: int = 16) -> keras.Model:
     """The pipeline model (Input(10) -> Dense ReLU -> Dense softmax), or one with an Embedding
     (sparse tf.IndexedSlices gradients), with fixed initial weights."""
     keras.utils.set_random_seed(7)
@@ -62,7 +62,7 @@ def _model(dtype: str, embedding: bool = False) -> keras.Model:
     else:
         layers = [
             keras.Input((FEATURES,), dtype=dtype),
-            keras.layers.Dense(16, activation="relu", dtype=dtype),
+            keras.layers.Dense(hidden, activation="relu", dtype=dtype),
             keras.layers.Dense(CLASSES, activation="softmax", dtype=dtype),
         ]
     return keras.Sequential(layers)
@@ -80,12 +80,12 @@ def _assert_same(a: List[np.ndarray], b: List[np.ndarray]) -> None:
 
 
 def _fit(kind: str, module: Any, kwargs: Dict[str, Any], dtype: str, eager: bool, *,
-         embedding: bool = False, epochs: int = EPOCHS, jit: bool = False,
+         embedding: bool = False, epochs: int = EPOCHS, jit: bool = False, hidden: int = 16,
          prepare: Optional[Callable[[Any], None]] = None) -> Tuple[keras.Model, Dict[str, int]]:
     """Train a fresh model with module.<kind>(**kwargs); returns the model and the kernel
     executions it caused."""
     x, y = _data(dtype, embedding)
-    model = _model(dtype, embedding)
+    model = _model(dtype, embedding, hidden)
     opt = getattr(module, kind)(**kwargs)
     if prepare is not None:
         prepare(opt)
@@ -157,6 +157,17 @@ def test_variants_float64(case, eager):
     model, calls = _compare(kind, kwargs, "float64", eager)
     assert model.weights[0].dtype == "float64"
     _assert_fast(model, kind, calls, STEPS, 4)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", RICH + [("RMSprop", {})], ids=_id)
+def test_large_layer_runs_in_parallel_blocks(case, dtype):
+    """A 10 x 4099 kernel (40990 elements, above the threading threshold, 40990 % 8 == 6) is
+    split into blocks on TensorFlow's intra-op pool; graph-mode RMSprop's packet emulation must
+    line up with TensorFlow's groups of 8 in every block.  Same bits as keras.optimizers."""
+    kind, kwargs = case
+    model, calls = _compare(kind, kwargs, dtype, epochs=1, hidden=4099)
+    _assert_fast(model, kind, calls, ROWS // BATCH, 4)
 
 
 def _exclude_bias(opt: Any) -> None:

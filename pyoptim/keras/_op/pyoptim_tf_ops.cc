@@ -165,6 +165,10 @@ REGISTER_OP("PyoptimKernelCalls")
 // cache-line aligned blocks (one per intra-op thread) on TensorFlow's intra-op
 // pool.  Each element is computed by the same code whichever block holds it, so
 // the result does not depend on the number of threads.
+// Blocks start at multiples of kChunkAlign; graph-mode RMSprop relies on multiples of 8, where
+// TensorFlow's float32 Rsqrt packets start (rmsprop_graph.hpp).
+static_assert(pyoptim::kChunkAlign % 8 == 0, "blocks must start at multiples of 8 elements");
+
 void RunSharded(OpKernelContext* ctx, index_t n,
                 const std::function<void(int64_t, int64_t)>& f) {
   const DeviceBase::CpuWorkerThreads* wt = ctx->device()->tensorflow_cpu_worker_threads();
