@@ -11,86 +11,91 @@ namespace pyoptim {
 inline namespace PYOPTIM_ISA {
 namespace {
 
-template <class T, SgdMode kMode, bool kDecay>
+// T: arithmetic and state type; P: storage type of param and grad (T, or a
+// 16-bit float with T = float).
+template <class T, class P, SgdMode kMode, bool kDecay>
 void sgd_run(const Segment* s, std::size_t n, int threads, const SgdCoeffs<T>& c) {
   for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
-    sgd_range<T, kMode, kDecay>(static_cast<T*>(seg.p), static_cast<const T*>(seg.g),
-                                static_cast<T*>(seg.s[0]), b, e, c);
+    sgd_range<T, kMode, kDecay, P>(static_cast<P*>(seg.p), static_cast<const P*>(seg.g),
+                                   static_cast<T*>(seg.s[0]), b, e, c);
   });
 }
 
-template <class T>
+template <class T, class P = T>
 void sgd(const Segment* s, std::size_t n, int threads, const SgdCoeffs<T>& c, SgdMode mode,
          bool decay) {
   switch (mode) {
     case SgdMode::kPlain:
-      return decay ? sgd_run<T, SgdMode::kPlain, true>(s, n, threads, c)
-                   : sgd_run<T, SgdMode::kPlain, false>(s, n, threads, c);
+      return decay ? sgd_run<T, P, SgdMode::kPlain, true>(s, n, threads, c)
+                   : sgd_run<T, P, SgdMode::kPlain, false>(s, n, threads, c);
     case SgdMode::kMomentum:
-      return decay ? sgd_run<T, SgdMode::kMomentum, true>(s, n, threads, c)
-                   : sgd_run<T, SgdMode::kMomentum, false>(s, n, threads, c);
+      return decay ? sgd_run<T, P, SgdMode::kMomentum, true>(s, n, threads, c)
+                   : sgd_run<T, P, SgdMode::kMomentum, false>(s, n, threads, c);
     case SgdMode::kNesterov:
-      return decay ? sgd_run<T, SgdMode::kNesterov, true>(s, n, threads, c)
-                   : sgd_run<T, SgdMode::kNesterov, false>(s, n, threads, c);
+      return decay ? sgd_run<T, P, SgdMode::kNesterov, true>(s, n, threads, c)
+                   : sgd_run<T, P, SgdMode::kNesterov, false>(s, n, threads, c);
   }
 }
 
 // RMSprop slots: s[0] velocity, s[1] momentum, s[2] average gradient.
-template <class T, bool kCentered, bool kMomentum, bool kDecay>
+template <class T, class P, bool kCentered, bool kMomentum, bool kDecay>
 void rmsprop_run(const Segment* s, std::size_t n, int threads, const RmspropCoeffs<T>& c) {
   for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
-    rmsprop_range<T, kCentered, kMomentum, kDecay>(
-        static_cast<T*>(seg.p), static_cast<const T*>(seg.g), static_cast<T*>(seg.s[0]),
+    rmsprop_range<T, kCentered, kMomentum, kDecay, P>(
+        static_cast<P*>(seg.p), static_cast<const P*>(seg.g), static_cast<T*>(seg.s[0]),
         static_cast<T*>(seg.s[1]), static_cast<T*>(seg.s[2]), b, e, c);
   });
 }
 
-template <class T, bool kCentered, bool kMomentum>
+template <class T, class P, bool kCentered, bool kMomentum>
 void rmsprop_decay(const Segment* s, std::size_t n, int threads, const RmspropCoeffs<T>& c,
                    bool decay) {
-  decay ? rmsprop_run<T, kCentered, kMomentum, true>(s, n, threads, c)
-        : rmsprop_run<T, kCentered, kMomentum, false>(s, n, threads, c);
+  decay ? rmsprop_run<T, P, kCentered, kMomentum, true>(s, n, threads, c)
+        : rmsprop_run<T, P, kCentered, kMomentum, false>(s, n, threads, c);
 }
 
-template <class T>
+template <class T, class P = T>
 void rmsprop(const Segment* s, std::size_t n, int threads, const RmspropCoeffs<T>& c,
              bool centered, bool momentum, bool decay) {
   if (centered) {
-    momentum ? rmsprop_decay<T, true, true>(s, n, threads, c, decay)
-             : rmsprop_decay<T, true, false>(s, n, threads, c, decay);
+    momentum ? rmsprop_decay<T, P, true, true>(s, n, threads, c, decay)
+             : rmsprop_decay<T, P, true, false>(s, n, threads, c, decay);
   } else {
-    momentum ? rmsprop_decay<T, false, true>(s, n, threads, c, decay)
-             : rmsprop_decay<T, false, false>(s, n, threads, c, decay);
+    momentum ? rmsprop_decay<T, P, false, true>(s, n, threads, c, decay)
+             : rmsprop_decay<T, P, false, false>(s, n, threads, c, decay);
   }
 }
 
 // Adam slots: s[0] m, s[1] v, s[2] v_hat (AMSGrad).
-template <class T, bool kAmsgrad, bool kDecay>
+template <class T, class P, bool kAmsgrad, bool kDecay>
 void adam_run(const Segment* s, std::size_t n, int threads, const AdamCoeffs<T>& c) {
   for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
-    adam_range<T, kAmsgrad, kDecay>(static_cast<T*>(seg.p), static_cast<const T*>(seg.g),
-                                    static_cast<T*>(seg.s[0]), static_cast<T*>(seg.s[1]),
-                                    static_cast<T*>(seg.s[2]), b, e, c);
+    adam_range<T, kAmsgrad, kDecay, P>(static_cast<P*>(seg.p), static_cast<const P*>(seg.g),
+                                       static_cast<T*>(seg.s[0]), static_cast<T*>(seg.s[1]),
+                                       static_cast<T*>(seg.s[2]), b, e, c);
   });
 }
 
-template <class T>
+template <class T, class P = T>
 void adam(const Segment* s, std::size_t n, int threads, const AdamCoeffs<T>& c, bool amsgrad,
           bool decay) {
   if (amsgrad) {
-    decay ? adam_run<T, true, true>(s, n, threads, c) : adam_run<T, true, false>(s, n, threads, c);
+    decay ? adam_run<T, P, true, true>(s, n, threads, c)
+          : adam_run<T, P, true, false>(s, n, threads, c);
   } else {
-    decay ? adam_run<T, false, true>(s, n, threads, c)
-          : adam_run<T, false, false>(s, n, threads, c);
+    decay ? adam_run<T, P, false, true>(s, n, threads, c)
+          : adam_run<T, P, false, false>(s, n, threads, c);
   }
 }
 
 }  // namespace
 
 const KernelTable& kernel_table() {
-  static const KernelTable table{PYOPTIM_STR(PYOPTIM_ISA), &sgd<float>,  &sgd<double>,
-                                 &rmsprop<float>,          &rmsprop<double>, &adam<float>,
-                                 &adam<double>};
+  static const KernelTable table{
+      PYOPTIM_STR(PYOPTIM_ISA),
+      &sgd<float>,     &sgd<float, Float16>,     &sgd<float, BFloat16>,     &sgd<double>,
+      &rmsprop<float>, &rmsprop<float, Float16>, &rmsprop<float, BFloat16>, &rmsprop<double>,
+      &adam<float>,    &adam<float, Float16>,    &adam<float, BFloat16>,    &adam<double>};
   return table;
 }
 

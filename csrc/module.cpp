@@ -119,42 +119,39 @@ AdamHyper parse_adam(py::handle step, py::handle lr, py::handle b1, py::handle b
 
 // ---------------------------------------------------------------- kernel calls
 
-void run(const CallChecker& c, const SgdHyper& h) {
-  const KernelTable& k = active_kernels();
+// Runs every dtype group of a checked call with its kernel, the GIL released.
+// float16/bfloat16 params use the float32 coefficients (float32 arithmetic).
+template <class H, class Fn32, class Fn64, class... Flags>
+void run_groups(const CallChecker& c, const H& h, Fn32 f32, Fn32 f16, Fn32 bf16, Fn64 f64,
+                Flags... flags) {
   const auto c32 = coeffs<float>(h);
   const auto c64 = coeffs<double>(h);
   const int threads = g_num_threads;  // read under the GIL: set_num_threads may run meanwhile
   py::gil_scoped_release nogil;
-  const auto& s32 = c.segments(DType::kFloat32);
-  const auto& s64 = c.segments(DType::kFloat64);
-  if (!s32.empty()) k.sgd_f32(s32.data(), s32.size(), threads, c32, h.mode, h.decay);
-  if (!s64.empty()) k.sgd_f64(s64.data(), s64.size(), threads, c64, h.mode, h.decay);
+  const auto go = [&](DType d, auto fn, const auto& co) {
+    const auto& segs = c.segments(d);
+    if (!segs.empty()) fn(segs.data(), segs.size(), threads, co, flags...);
+  };
+  go(DType::kFloat32, f32, c32);
+  go(DType::kFloat64, f64, c64);
+  go(DType::kFloat16, f16, c32);
+  go(DType::kBFloat16, bf16, c32);
+}
+
+void run(const CallChecker& c, const SgdHyper& h) {
+  const KernelTable& k = active_kernels();
+  run_groups(c, h, k.sgd_f32, k.sgd_f16, k.sgd_bf16, k.sgd_f64, h.mode, h.decay);
 }
 
 void run(const CallChecker& c, const RmspropHyper& h) {
   const KernelTable& k = active_kernels();
-  const auto c32 = coeffs<float>(h);
-  const auto c64 = coeffs<double>(h);
-  const int threads = g_num_threads;  // read under the GIL: set_num_threads may run meanwhile
-  py::gil_scoped_release nogil;
-  const auto& s32 = c.segments(DType::kFloat32);
-  const auto& s64 = c.segments(DType::kFloat64);
-  if (!s32.empty())
-    k.rmsprop_f32(s32.data(), s32.size(), threads, c32, h.centered, h.use_momentum, h.decay);
-  if (!s64.empty())
-    k.rmsprop_f64(s64.data(), s64.size(), threads, c64, h.centered, h.use_momentum, h.decay);
+  run_groups(c, h, k.rmsprop_f32, k.rmsprop_f16, k.rmsprop_bf16, k.rmsprop_f64, h.centered,
+             h.use_momentum, h.decay);
 }
 
 void run(const CallChecker& c, const AdamHyper& h) {
   const KernelTable& k = active_kernels();
-  const auto c32 = coeffs<float>(h);
-  const auto c64 = coeffs<double>(h);
-  const int threads = g_num_threads;  // read under the GIL: set_num_threads may run meanwhile
-  py::gil_scoped_release nogil;
-  const auto& s32 = c.segments(DType::kFloat32);
-  const auto& s64 = c.segments(DType::kFloat64);
-  if (!s32.empty()) k.adam_f32(s32.data(), s32.size(), threads, c32, h.amsgrad, h.decay);
-  if (!s64.empty()) k.adam_f64(s64.data(), s64.size(), threads, c64, h.amsgrad, h.decay);
+  run_groups(c, h, k.adam_f32, k.adam_f16, k.adam_bf16, k.adam_f64, h.amsgrad, h.decay);
 }
 
 // ---------------------------------------------------------------- functional API

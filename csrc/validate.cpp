@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 namespace pyoptim {
 
@@ -38,15 +39,36 @@ struct Checked {
   bool c_contiguous;
 };
 
-Checked check_array(PyObject* obj, const ArgName& name, bool written) {
+bool is_bfloat16(PyArrayObject* a) {
+  const PyArray_Descr* d = PyArray_DESCR(a);
+  if (d->kind != 'V' || PyArray_ITEMSIZE(a) != 2) return false;
+  const char* name = d->typeobj->tp_name;
+  const std::size_t len = std::char_traits<char>::length(name);
+  return len >= 8 && std::char_traits<char>::compare(name + len - 8, "bfloat16", 8) == 0;
+}
+
+// Parameters and gradients may be 16-bit floats; state arrays may not.
+Checked check_array(PyObject* obj, const ArgName& name, bool written, bool allow_half) {
   if (!PyArray_Check(obj))
     throw py::type_error(name.str() + " must be a numpy.ndarray" +
                          (written ? " (it is updated in place)" : "") + ", got " + Py_TYPE(obj)->tp_name);
   auto* a = reinterpret_cast<PyArrayObject*>(obj);
   const int t = PyArray_TYPE(a);
-  if ((t != NPY_FLOAT && t != NPY_DOUBLE) || !PyArray_ISNOTSWAPPED(a))
-    throw py::type_error(name.str() + " must have dtype float32 or float64 in native byte order, got " +
+  DType dtype;
+  if (t == NPY_FLOAT && PyArray_ISNOTSWAPPED(a)) {
+    dtype = DType::kFloat32;
+  } else if (t == NPY_DOUBLE && PyArray_ISNOTSWAPPED(a)) {
+    dtype = DType::kFloat64;
+  } else if (allow_half && t == NPY_HALF && PyArray_ISNOTSWAPPED(a)) {
+    dtype = DType::kFloat16;
+  } else if (allow_half && is_bfloat16(a)) {
+    dtype = DType::kBFloat16;
+  } else {
+    throw py::type_error(name.str() + " must have dtype " +
+                         (allow_half ? "float32, float64, float16 or bfloat16" : "float32 or float64") +
+                         " in native byte order, got " +
                          repr(reinterpret_cast<PyObject*>(PyArray_DESCR(a))));
+  }
   if (written && !PyArray_ISWRITEABLE(a))
     throw py::value_error(name.str() + " is read-only; pyoptim updates it in place");
   if (!PyArray_ISALIGNED(a)) throw py::value_error(name.str() + " is not aligned to its dtype");
@@ -55,15 +77,30 @@ Checked check_array(PyObject* obj, const ArgName& name, bool written) {
     throw py::value_error(name.str() +
                           " is not contiguous; pyoptim updates arrays in place and does not update "
                           "strided views (pass the array the view was taken from)");
-  return {a, t == NPY_FLOAT ? DType::kFloat32 : DType::kFloat64, c};
+  return {a, dtype, c};
 }
 
-const char* dtype_name(DType d) { return d == DType::kFloat32 ? "float32" : "float64"; }
+const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::kFloat32: return "float32";
+    case DType::kFloat64: return "float64";
+    case DType::kFloat16: return "float16";
+    case DType::kBFloat16: return "bfloat16";
+  }
+  return "?";
+}
 
-void check_like_param(const Checked& x, const ArgName& xname, const Checked& p, const ArgName& pname) {
-  if (x.dtype != p.dtype)
+// The dtype of the state arrays of a parameter of dtype d.
+DType state_dtype(DType d) { return d == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32; }
+
+void check_like_param(const Checked& x, const ArgName& xname, const Checked& p, const ArgName& pname,
+                      bool is_state) {
+  const DType want = is_state ? state_dtype(p.dtype) : p.dtype;
+  if (x.dtype != want)
     throw py::type_error(xname.str() + " has dtype " + dtype_name(x.dtype) + " but " + pname.str() +
-                         " has dtype " + dtype_name(p.dtype) + "; they must match");
+                         " has dtype " + dtype_name(p.dtype) + "; " +
+                         (want == p.dtype ? std::string("they must match")
+                                          : xname.str() + " must be " + dtype_name(want)));
   const int nd = PyArray_NDIM(p.arr);
   // (std::equal, not memcmp: a 0-d array's dims pointer is null.)
   if (PyArray_NDIM(x.arr) != nd ||
@@ -86,9 +123,9 @@ void CallChecker::add(PyObject* param, PyObject* grad, PyObject* const* states,
   const bool multi = index >= 0;
   const ArgName pname{multi ? "params" : "param", index};
   const ArgName gname{multi ? "grads" : "grad", index};
-  const Checked p = check_array(param, pname, true);
-  const Checked g = check_array(grad, gname, false);
-  check_like_param(g, gname, p, pname);
+  const Checked p = check_array(param, pname, true, true);
+  const Checked g = check_array(grad, gname, false, true);
+  check_like_param(g, gname, p, pname, false);
   Segment seg{PyArray_DATA(p.arr), PyArray_DATA(g.arr), {nullptr, nullptr, nullptr},
               static_cast<index_t>(PyArray_SIZE(p.arr))};
   const auto nbytes = [](PyArrayObject* a) { return static_cast<std::size_t>(PyArray_NBYTES(a)); };
@@ -99,18 +136,18 @@ void CallChecker::add(PyObject* param, PyObject* grad, PyObject* const* states,
   for (int k = 0; k < nstates; ++k) {
     if (states[k] == nullptr) continue;
     const ArgName sname{state_names[k], index};
-    const Checked s = check_array(states[k], sname, true);
-    check_like_param(s, sname, p, pname);
+    const Checked s = check_array(states[k], sname, true, false);
+    check_like_param(s, sname, p, pname, true);
     seg.s[k] = PyArray_DATA(s.arr);
     const auto* sd = static_cast<const char*>(seg.s[k]);
     intervals_.push_back({sd, sd + nbytes(s.arr), true, sname});
   }
-  (p.dtype == DType::kFloat32 ? f32_ : f64_).push_back(seg);
+  by_dtype_[static_cast<int>(p.dtype)].push_back(seg);
 }
 
 void CallChecker::reserve(std::size_t n, int arrays_per_tensor) {
   intervals_.reserve(n * static_cast<std::size_t>(arrays_per_tensor));
-  f32_.reserve(n);
+  by_dtype_[0].reserve(n);
 }
 
 namespace {

@@ -15,7 +15,9 @@ namespace pyoptim {
 
 namespace py = pybind11;
 
-enum class DType { kFloat32, kFloat64 };
+// Storage dtypes of a parameter.  Float16 and BFloat16 params (bfloat16 as
+// ml_dtypes defines it) have float32 state and arithmetic.
+enum class DType { kFloat32, kFloat64, kFloat16, kBFloat16 };
 
 // The name of an argument, formatted only when an error is raised:
 // "param", or "params[3]" when index >= 0.
@@ -43,7 +45,7 @@ class CallChecker {
   // ranges cannot overlap now if they did not then.
   void check_no_overlap() const;
 
-  const std::vector<Segment>& segments(DType d) const { return d == DType::kFloat32 ? f32_ : f64_; }
+  const std::vector<Segment>& segments(DType d) const { return by_dtype_[static_cast<int>(d)]; }
 
  private:
   struct Interval {
@@ -52,7 +54,7 @@ class CallChecker {
     bool written;
     ArgName name;
   };
-  std::vector<Segment> f32_, f64_;
+  std::vector<Segment> by_dtype_[4];
   std::vector<Interval> intervals_;
 };
 

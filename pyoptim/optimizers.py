@@ -84,7 +84,7 @@ class Optimizer:
         fresh = self._slots is None
         if fresh:
             self._slots = {
-                slot: [np.zeros_like(p) if isinstance(p, np.ndarray) else p for p in params]
+                slot: [np.zeros_like(p, dtype=_state_dtype(p)) if isinstance(p, np.ndarray) else p for p in params]
                 for slot in self._slot_names
             }
         elif len(params) != len(next(iter(self._slots.values()), params)):
@@ -214,6 +214,12 @@ class Optimizer:
     def __repr__(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
         return f"{type(self).__name__}({cfg})"
+
+
+def _state_dtype(p: np.ndarray) -> np.dtype:
+    """State arrays are float64 for float64 params and float32 otherwise (float16 and
+    bfloat16 params keep float32 state, as mixed-precision training does)."""
+    return np.dtype(np.float64) if p.dtype == np.float64 else np.dtype(np.float32)
 
 
 def _positive(x: Any) -> bool:

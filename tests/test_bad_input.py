@@ -36,12 +36,20 @@ def test_list_instead_of_array_is_type_error():
     assert_refused(TypeError, r"v must be a numpy.ndarray", call_adam, p, g, m, None)
 
 
-@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float16, np.complex64, ">f4", bool])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.complex64, ">f4", ">f2", bool])
 def test_non_float_dtype_is_type_error(dtype):
     p, g, m, v, _ = arrays()
     bad = np.ones(8, dtype=dtype)
-    assert_refused(TypeError, r"param must have dtype float32 or float64", call_adam, bad, g, m, v)
+    assert_refused(TypeError, r"param must have dtype float32, float64, float16 or bfloat16", call_adam, bad, g, m, v)
     assert_refused(TypeError, r"m must have dtype float32 or float64", call_adam, p, g, bad, v)
+
+
+def test_half_precision_state_is_type_error():
+    p, g, m, v, _ = arrays()
+    p16, g16 = p.astype(np.float16), g.astype(np.float16)
+    assert_refused(TypeError, r"m must have dtype float32 or float64", call_adam, p16, g16, m.astype(np.float16), v)
+    assert_refused(TypeError, r"v has dtype float64 but param has dtype float16; v must be float32", call_adam, p16, g16, m, v.astype(np.float64))
+    assert_refused(TypeError, r"grad has dtype float32 but param has dtype float16; they must match", call_adam, p16, g, m, v)
 
 
 def test_dtype_mismatch_is_type_error():

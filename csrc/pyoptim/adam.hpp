@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "half.hpp"
 
 namespace pyoptim {
 
@@ -34,17 +35,18 @@ inline T max_propagate_nan(T a, T b) {
   return (a < b || b != b) ? b : a;
 }
 
-template <class T, bool kAmsgrad, bool kDecay>
-inline void adam_range(T* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT g, T* PYOPTIM_RESTRICT m,
+// P is the storage type of param and grad: T itself, or Float16/BFloat16 with T = float.
+template <class T, bool kAmsgrad, bool kDecay, class P = T>
+inline void adam_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g, T* PYOPTIM_RESTRICT m,
                        T* PYOPTIM_RESTRICT v, T* PYOPTIM_RESTRICT vhat, index_t begin,
                        index_t end, const AdamCoeffs<T>& c) {
   const T alpha = c.alpha, omb1 = c.one_minus_beta_1, omb2 = c.one_minus_beta_2,
           eps = c.epsilon, lr = c.lr, wd = c.weight_decay;
   PYOPTIM_SIMD_LOOP
   for (index_t i = begin; i < end; ++i) {
-    T pi = p[i];
+    T pi = load<T>(p[i]);
     if constexpr (kDecay) pi = pi - pi * wd * lr;
-    const T gi = g[i];
+    const T gi = load<T>(g[i]);
     const T mi = m[i] + (gi - m[i]) * omb1;
     T vi = v[i] + (gi * gi - v[i]) * omb2;
     m[i] = mi;
@@ -53,7 +55,7 @@ inline void adam_range(T* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT g, T* PY
       vi = max_propagate_nan(vhat[i], vi);
       vhat[i] = vi;
     }
-    p[i] = pi - (mi * alpha) / (std::sqrt(vi) + eps);
+    p[i] = store<P>(pi - (mi * alpha) / (std::sqrt(vi) + eps));
   }
 }
 

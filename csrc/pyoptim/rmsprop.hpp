@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "half.hpp"
 
 namespace pyoptim {
 
@@ -30,8 +31,9 @@ struct RmspropCoeffs {
 
 inline namespace PYOPTIM_ISA {
 
-template <class T, bool kCentered, bool kMomentum, bool kDecay>
-inline void rmsprop_range(T* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT g,
+// P is the storage type of param and grad: T itself, or Float16/BFloat16 with T = float.
+template <class T, bool kCentered, bool kMomentum, bool kDecay, class P = T>
+inline void rmsprop_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g,
                           T* PYOPTIM_RESTRICT v, T* PYOPTIM_RESTRICT mom,
                           T* PYOPTIM_RESTRICT avg, index_t begin, index_t end,
                           const RmspropCoeffs<T>& c) {
@@ -39,9 +41,9 @@ inline void rmsprop_range(T* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT g,
           wd = c.weight_decay;
   PYOPTIM_SIMD_LOOP
   for (index_t i = begin; i < end; ++i) {
-    T pi = p[i];
+    T pi = load<T>(p[i]);
     if constexpr (kDecay) pi = pi - pi * wd * lr;
-    const T gi = g[i];
+    const T gi = load<T>(g[i]);
     const T vi = rho * v[i] + omr * (gi * gi);
     v[i] = vi;
     T denom;
@@ -60,7 +62,7 @@ inline void rmsprop_range(T* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT g,
     } else {
       pi = pi - inc;
     }
-    p[i] = pi;
+    p[i] = store<P>(pi);
   }
 }
 

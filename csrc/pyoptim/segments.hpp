@@ -28,17 +28,20 @@ constexpr index_t kParallelMinElements = index_t{1} << 15;
 // starts on a line boundary.
 constexpr index_t kChunkAlign = 16;
 
-// One function-pointer table per instruction set (see kernels_isa.cpp).
+// One function-pointer table per instruction set (see kernels_isa.cpp).  The
+// f16/bf16 entries update float16/bfloat16 params with float32 state and
+// arithmetic (coefficients in float).
+template <class Coeffs, class... Flags>
+using KernelFn = void (*)(const Segment*, std::size_t, int, const Coeffs&, Flags...);
+
 struct KernelTable {
   const char* isa;
-  void (*sgd_f32)(const Segment*, std::size_t, int, const SgdCoeffs<float>&, SgdMode, bool);
-  void (*sgd_f64)(const Segment*, std::size_t, int, const SgdCoeffs<double>&, SgdMode, bool);
-  void (*rmsprop_f32)(const Segment*, std::size_t, int, const RmspropCoeffs<float>&, bool, bool,
-                      bool);
-  void (*rmsprop_f64)(const Segment*, std::size_t, int, const RmspropCoeffs<double>&, bool, bool,
-                      bool);
-  void (*adam_f32)(const Segment*, std::size_t, int, const AdamCoeffs<float>&, bool, bool);
-  void (*adam_f64)(const Segment*, std::size_t, int, const AdamCoeffs<double>&, bool, bool);
+  KernelFn<SgdCoeffs<float>, SgdMode, bool> sgd_f32, sgd_f16, sgd_bf16;
+  KernelFn<SgdCoeffs<double>, SgdMode, bool> sgd_f64;
+  KernelFn<RmspropCoeffs<float>, bool, bool, bool> rmsprop_f32, rmsprop_f16, rmsprop_bf16;
+  KernelFn<RmspropCoeffs<double>, bool, bool, bool> rmsprop_f64;
+  KernelFn<AdamCoeffs<float>, bool, bool> adam_f32, adam_f16, adam_bf16;
+  KernelFn<AdamCoeffs<double>, bool, bool> adam_f64;
 };
 
 }  // namespace pyoptim

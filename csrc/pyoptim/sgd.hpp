@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common.hpp"
+#include "half.hpp"
 
 namespace pyoptim {
 
@@ -23,15 +24,16 @@ enum class SgdMode { kPlain, kMomentum, kNesterov };
 
 inline namespace PYOPTIM_ISA {
 
-template <class T, SgdMode kMode, bool kDecay>
-inline void sgd_range(T* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT g, T* PYOPTIM_RESTRICT m,
+// P is the storage type of param and grad: T itself, or Float16/BFloat16 with T = float.
+template <class T, SgdMode kMode, bool kDecay, class P = T>
+inline void sgd_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g, T* PYOPTIM_RESTRICT m,
                       index_t begin, index_t end, const SgdCoeffs<T>& c) {
   const T lr = c.lr, mu = c.momentum, wd = c.weight_decay;
   PYOPTIM_SIMD_LOOP
   for (index_t i = begin; i < end; ++i) {
-    T pi = p[i];
+    T pi = load<T>(p[i]);
     if constexpr (kDecay) pi = pi - pi * wd * lr;
-    const T gi = g[i];
+    const T gi = load<T>(g[i]);
     if constexpr (kMode == SgdMode::kPlain) {
       pi = pi - gi * lr;
     } else {
@@ -43,7 +45,7 @@ inline void sgd_range(T* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT g, T* PYO
         pi = pi + mi;
       }
     }
-    p[i] = pi;
+    p[i] = store<P>(pi);
   }
 }
 
