@@ -170,9 +170,12 @@ def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
         x = np.arange(len(opts))
         width = 0.8 / max(1, len(impls))
         for k, impl in enumerate(impls):
-            vals = [next((r["epoch_median_s"] for r in rows if r["optimizer"] == o and r["impl"] == impl), np.nan)
-                    for o in opts]
-            ax.bar(x + (k - (len(impls) - 1) / 2) * width, vals, width,
+            picked = [next((r for r in rows if r["optimizer"] == o and r["impl"] == impl), None) for o in opts]
+            vals = [r["epoch_median_s"] if r else np.nan for r in picked]
+            err = [[r["epoch_median_s"] - r["epoch_q1_s"] if r else 0 for r in picked],
+                   [r["epoch_q3_s"] - r["epoch_median_s"] if r else 0 for r in picked]]
+            ax.bar(x + (k - (len(impls) - 1) / 2) * width, vals, width, yerr=err, capsize=3,
+                   error_kw={"elinewidth": 0.8},
                    label=impl + (" (jit_compile=True)" if impl == "keras.xla" else ""),
                    color=STYLE.get(impl, ("#bcbd22",))[0])
         ax.set_xticks(x)
@@ -180,10 +183,10 @@ def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
         ax.set_ylabel("epoch time (s)")
         params = rows[0]["parameters"] if rows else 0
         ax.set_title(f"{model} ({params:,} parameters)", fontsize=10)
-        ax.legend(fontsize=8)
         ax.grid(True, axis="y", alpha=0.25)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    _legend_below(fig, axes[0])
+    fig.suptitle(title + "\nbars: median epoch time; whiskers: quartiles", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
