@@ -76,4 +76,9 @@ class TorchOptim(Impl):
         t = _TORCH.get("torch")
         if t is not None:
             d["version"] = t.__version__
+            d["num_threads"] = t.get_num_threads()
+            try:  # which OpenMP / thread pool torch was built with
+                d["parallel_info"] = t.__config__.parallel_info().strip().splitlines()
+            except Exception:  # noqa: BLE001 - informational only
+                pass
         return d
