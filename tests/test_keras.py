@@ -21,8 +21,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import pyoptim.keras as pk  # noqa: E402
 from pyoptim.keras import _build, _graph_rmsprop  # noqa: E402
@@ -417,6 +417,15 @@ def _run_python(code: str, env: Optional[Dict[str, str]] = None, timeout: int = 
                             text=True, env=full_env, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
+
+
+def test_build_command(op_built):
+    """``python -m pyoptim.keras build`` prints the (cached) library and succeeds."""
+    result = subprocess.run([sys.executable, "-m", "pyoptim.keras", "build"],
+                            capture_output=True, text=True, timeout=900,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip().splitlines()[-1] == op_built
 
 
 def test_numpy_core_does_not_import_tensorflow():

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="python -m pyoptim.keras")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="compile the TensorFlow op for the installed TensorFlow")

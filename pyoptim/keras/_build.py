@@ -29,7 +29,6 @@ from typing import Dict, List, Optional
 import pyoptim
 
 _SOURCE = Path(__file__).resolve().parent / "_op" / "pyoptim_tf_ops.cc"
-_HEADERS = ("common.hpp", "sgd.hpp", "rmsprop.hpp", "adam.hpp", "segments.hpp")
 
 # Same per-instruction-set flags as the NumPy core's kernels (CMakeLists.txt).
 _ISA_FLAGS: Dict[str, List[str]] = {
@@ -48,13 +47,22 @@ class BuildError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where built ops are kept: ``$PYOPTIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/pyoptim``, else
-    ``~/.cache/pyoptim``."""
+    ``~/.cache/pyoptim`` (``<tmp>/pyoptim-cache-<uid>`` when that cannot be written)."""
     env = os.environ.get("PYOPTIM_CACHE_DIR")
     if env:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "pyoptim"
+    path = base / "pyoptim"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
+    except OSError:
+        pass
+    # A read-only home: a per-user directory under the system's temporary directory.
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"pyoptim-cache-{uid}"
 
 
 def include_dir() -> Path:
@@ -123,10 +131,9 @@ def library_path(isa: Optional[str] = None) -> Path:
         if own.suffix in (".cc", ".hpp", ".h"):
             digest.update(own.name.encode())
             digest.update(own.read_bytes())
-    inc = include_dir() / "pyoptim"
-    for name in _HEADERS:
-        digest.update(name.encode())
-        digest.update((inc / name).read_bytes())
+    for header in sorted((include_dir() / "pyoptim").glob("*.hpp")):  # every kernel header
+        digest.update(header.name.encode())
+        digest.update(header.read_bytes())
     cmd = _command(isa, Path("OUT"))
     digest.update("\0".join(cmd).encode())
     digest.update(_compiler_version(compiler()).encode())
