@@ -72,6 +72,7 @@ def log(msg: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    t_start = time.time()
     args = parse_args(argv)
     threads = args.threads or _default_threads()
     if threads < 1:
@@ -125,7 +126,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     out_dir = args.out or os.path.join(here, "results")
     os.makedirs(out_dir, exist_ok=True)
 
-    t_start = time.time()
     info = machine.machine_info()
     log(f"pyoptim bench ({'quick' if quick else 'full'}): {info['cpu_model']}, {threads} threads, "
         f"load average {info['load_average_start']}")
@@ -145,18 +145,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         impls = [i for i in impls if i.name != "keras.xla"]
     # TensorFlow first: its thread pools must be configured before anything starts it.
     phases: Dict[str, float] = {}
-    t0 = time.perf_counter()
+    t_phase = time.perf_counter()
     if not args.no_e2e or any(i.group == "tensorflow" or i.name == "pyoptim.keras" for i in impls):
         init_tensorflow(threads)
-        log(f"  import tensorflow {time.perf_counter() - t0:6.2f} s")
+        log(f"  import tensorflow {time.perf_counter() - t_phase:6.2f} s")
     for impl in impls:
         t0 = time.perf_counter()
         impl.setup()
         state = "ok" if impl.reason is None else f"unavailable: {impl.reason}"
         log(f"  setup {impl.name:<14} {time.perf_counter() - t0:6.2f} s  {state}")
 
-    phases["setup_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    phases["setup_s"] = time.perf_counter() - t_phase
+    t_phase = time.perf_counter()
     micro: List[Dict[str, Any]] = []
     if not args.no_micro:
         for opt in optimizers:
@@ -194,8 +194,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 gc.collect()
         report.add_derived(micro)
 
-    phases["micro_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    phases["micro_s"] = time.perf_counter() - t_phase
+    t_phase = time.perf_counter()
     e2e = None
     if not args.no_e2e:
         err = init_tensorflow(threads)
@@ -224,7 +224,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if pk_impl.reason is not None:
                 e2e["unavailable"] = pk_impl.reason
 
-    phases["e2e_s"] = time.perf_counter() - t0
+    phases["e2e_s"] = time.perf_counter() - t_phase
     impl_names = [i.name for i in impls]
     results: Dict[str, Any] = {
         "schema": "pyoptim-bench/1",
@@ -268,18 +268,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"{results['machine']['load_average_end']}; {results['duration_s']:.0f} s "
         f"({', '.join(f'{k[:-2]} {v:.0f} s' for k, v in phases.items())})",
     ])
-    print(table)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=1, default=_json_default, allow_nan=False)
+    print(table, flush=True)
     with open(os.path.join(out_dir, "table.txt"), "w") as f:
         f.write(table + "\n")
     written: List[str] = []
     if not args.no_plots:
+        t_phase = time.perf_counter()
         try:
             written = plots.write_all(results, out_dir)
         except ImportError as e:
             log(f"no plots: matplotlib not importable ({e}); `pip install matplotlib`")
-    log(f"wrote {os.path.join(out_dir, 'results.json')}, table.txt" + (", " + ", ".join(written) if written else ""))
+        results["phases_s"]["plots_s"] = round(time.perf_counter() - t_phase, 2)
+    results["duration_s"] = round(time.time() - t_start, 2)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1, default=_json_default, allow_nan=False)
+    log(f"wrote {os.path.join(out_dir, 'results.json')}, table.txt" + (", " + ", ".join(written) if written else "")
+        + f" ({results['duration_s']:.0f} s in all)")
     return 0
 
 
