@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional
 
-from impl_base import Impl, Step, Unavailable
+from impl_base import Impl, Step
 from problems import HYPER, Case, Data
 
 _TF: Dict[str, Any] = {}

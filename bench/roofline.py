@@ -20,6 +20,7 @@ threads and keeps the faster mode, so the roofline is the best of the two.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import shutil
@@ -27,7 +28,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -180,7 +181,10 @@ def build(workdir: Optional[str] = None) -> RooflineLib:
     cc = find_compiler()
     if cc is None:
         raise RuntimeError("no C compiler on PATH (looked for $CC, cc, gcc, clang)")
-    workdir = workdir or tempfile.mkdtemp(prefix="pyoptim-roofline-")
+    if workdir is None:
+        workdir = tempfile.mkdtemp(prefix="pyoptim-roofline-")
+        # The loaded library stays mapped after its file is removed.
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     src = os.path.join(workdir, "roofline.c")
     with open(src, "w") as f:
         f.write(C_SOURCE)
