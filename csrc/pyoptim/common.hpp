@@ -23,7 +23,7 @@
 //    operation, no reassociation);
 //  * the translation units are compiled with -ffp-contract=off (no FMA) and
 //    -fno-math-errno (sqrt becomes an instruction and the loop vectorises),
-//    never with -ffast-math;
+//    never with fast-math options;
 //  * one loop serves the SIMD body and the scalar tail, so an element's result
 //    never depends on the length of the array, its alignment or the thread that
 //    runs it.
