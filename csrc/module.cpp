@@ -165,11 +165,11 @@ void require_buffer(bool needed, py::handle buffer, const char* name, const char
 
 py::handle or_none(PyObject* given) { return given ? py::handle(given) : py::handle(Py_None); }
 
+// {function, names, how many may be positional, how many are required}
 FastSignature<7> kSgdSig{"sgd_update",
-                               {"param", "grad", "momentum_buffer", "learning_rate", "momentum",
-                                "nesterov", "weight_decay"},
-                               3,
-                               2};
+                         {"param", "grad", "momentum_buffer", "learning_rate", "momentum", "nesterov",
+                          "weight_decay"},
+                         3, 2};
 
 void sgd_update(const std::array<PyObject*, 7>& a) {
   const SgdHyper h = parse_sgd(a[3], a[4], a[5], a[6]);
@@ -183,10 +183,9 @@ void sgd_update(const std::array<PyObject*, 7>& a) {
 }
 
 FastSignature<10> kRmspropSig{"rmsprop_update",
-                                    {"param", "grad", "velocity", "learning_rate", "rho", "epsilon",
-                                     "momentum", "momentum_buffer", "average_grad", "weight_decay"},
-                                    3,
-                                    3};
+                              {"param", "grad", "velocity", "learning_rate", "rho", "epsilon",
+                               "momentum", "momentum_buffer", "average_grad", "weight_decay"},
+                              3, 3};
 
 void rmsprop_update(const std::array<PyObject*, 10>& a) {
   RmspropHyper h = parse_rmsprop(a[3], a[4], a[5], a[6], a[9]);
@@ -201,10 +200,9 @@ void rmsprop_update(const std::array<PyObject*, 10>& a) {
 }
 
 FastSignature<11> kAdamSig{"adam_update",
-                                 {"param", "grad", "m", "v", "step", "learning_rate", "beta_1",
-                                  "beta_2", "epsilon", "v_hat", "weight_decay"},
-                                 4,
-                                 5};
+                           {"param", "grad", "m", "v", "step", "learning_rate", "beta_1", "beta_2",
+                            "epsilon", "v_hat", "weight_decay"},
+                           4, 5};
 
 void adam_update(const std::array<PyObject*, 11>& a) {
   AdamHyper h = parse_adam(a[4], a[5], a[6], a[7], a[8], a[10]);
