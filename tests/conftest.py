@@ -1,4 +1,6 @@
 """Shared pytest fixtures."""
+import os
+
 import numpy as np
 import pytest
 
@@ -19,9 +21,13 @@ def isa(request):
     pyoptim.set_isa(before)
 
 
-@pytest.fixture(autouse=True)
-def _outside_the_source_tree(tmp_path, monkeypatch):
-    """Every test (and every subprocess it starts) runs in a temporary directory, so
-    that `python -c` / `python -m pyoptim` import the installed package rather than
-    the source tree, which has no compiled core in a clean checkout."""
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture(scope="session", autouse=True)
+def _outside_the_source_tree(tmp_path_factory):
+    """The whole session (and every subprocess a test or fixture starts) runs in a
+    temporary directory, so that `python -c` / `python -m pyoptim` import the
+    installed package rather than the source tree, which has no compiled core in a
+    clean checkout."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)

@@ -371,7 +371,7 @@ def low_precision_runs(tmp_path_factory) -> Tuple[Dict[str, Any], Dict[str, np.n
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(LOW_PRECISION), str(npz)], capture_output=True,
         text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-        stdin=subprocess.DEVNULL)
+        stdin=subprocess.DEVNULL, cwd=npz.parent)  # outside the source tree: import the installed package
     assert result.returncode == 0, result.stderr[-4000:]
     with np.load(npz) as f:
         arrays = {k: f[k] for k in f.files}
