@@ -12,7 +12,7 @@ result is cached, see :func:`status`), or ahead of time with ``python -m pyoptim
 Where it cannot serve (XLA, sparse gradients, other dtypes, non-CPU variables, build failure) the
 optimizers run Keras' own ``update_step`` with a one-time warning; :func:`status`,
 :func:`fast_path_available`, :func:`kernel_calls` and ``optimizer.path_counts()`` tell which path
-ran.  Importing this module imports TensorFlow; ``import pyoptim`` alone never does.  Import
+ran; :func:`variable_copies` counts variables copied before an update (copy-on-write).  Importing this module imports TensorFlow; ``import pyoptim`` alone never does.  Import
 ``pyoptim.keras`` before ``keras.models.load_model`` so saved models find the classes (they are
 registered as ``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam``).
 """
@@ -50,10 +50,23 @@ def kernel_calls() -> Dict[str, int]:
     return dict(zip(_KERNELS, (int(c) for c in counts)))
 
 
+def variable_copies() -> int:
+    """How many times, in this process, an update found a variable (or slot) buffer still
+    shared with a pending read and TensorFlow copied it first (copy-on-write: a whole extra
+    pass over that variable).  Inside ``tf.function`` the optimizers order their updates after
+    every gradient is computed, which releases the backward pass' reads, so a training step
+    normally makes none.  0 when the op is not loaded."""
+    module = _loader.load()
+    if module is None:
+        return 0
+    with tf.device("/CPU:0"):
+        return int(module.pyoptim_variable_copies().numpy())
+
+
 def status() -> Dict[str, Any]:
     """Which path the optimizers use and why: ``fast_path_available``, ``library`` (path of the
     loaded op), ``error`` (why it is unavailable), ``isa``, ``tensorflow``, ``cache_dir``,
-    ``kernel_calls``."""
+    ``kernel_calls``, ``variable_copies``."""
     available = fast_path_available()
     return {
         "fast_path_available": available,
@@ -63,7 +76,9 @@ def status() -> Dict[str, Any]:
         "tensorflow": tf.__version__,
         "cache_dir": str(_build.cache_dir()),
         "kernel_calls": kernel_calls(),
+        "variable_copies": variable_copies(),
     }
 
 
-__all__ = ["SGD", "RMSprop", "Adam", "build", "fast_path_available", "kernel_calls", "status"]
+__all__ = ["SGD", "RMSprop", "Adam", "build", "fast_path_available", "kernel_calls", "status",
+           "variable_copies"]

@@ -3,13 +3,15 @@
 //
 //   * every variable input is locked (MaybeLockVariableInputMutexesInOrder, in a
 //     global order, so concurrent updates never deadlock);
-//   * GetInputTensorFromVariable copies a buffer that a pending read still holds
-//     (copy-on-read / copy-on-write), so reads never observe a half-done update;
+//   * a buffer that a pending read still holds is copied first (PrepareToUpdateVariable,
+//     as GetInputTensorFromVariable does: copy-on-write), so reads never observe a
+//     half-done update; the copies are counted (PyoptimVariableCopies);
 //   * the element loop is the range function from the shared kernel headers
 //     csrc/pyoptim/{sgd,rmsprop,adam}.hpp (installed as
 //     <site-packages>/pyoptim/include/pyoptim/), the very code the NumPy core runs;
-//   * large tensors are split into cache-line aligned blocks run on TensorFlow's
-//     intra-op thread pool, so TensorFlow's thread settings hold.
+//   * large tensors are split into cache-line aligned blocks shared by the calling
+//     thread and helpers on TensorFlow's intra-op thread pool, so TensorFlow's thread
+//     settings hold.
 //
 // Scalar coefficients (alpha, 1 - beta_1, ...) arrive as tensors of the variable's
 // dtype, computed by the Python side with the same TensorFlow ops Keras uses, so
@@ -23,7 +25,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <optional>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -33,6 +35,7 @@
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/kernels/training_op_helpers.h"
+#include "tensorflow/core/platform/blocking_counter.h"
 #include "tensorflow/core/platform/threadpool.h"
 
 #include "pyoptim/adam.hpp"
@@ -53,6 +56,10 @@ using shape_inference::ShapeHandle;
 // prove the fast path executed.  Relaxed atomics: one increment per op call.
 std::atomic<int64_t> g_calls[3];  // sgd, rmsprop, adam
 enum CallSlot { kSgd = 0, kRmsprop = 1, kAdam = 2 };
+// How many variables (or slots) were copied before an update because a pending read still
+// shared their buffer (TensorFlow's copy-on-write): a measure of lost time, see
+// pyoptim.keras.variable_copies().
+std::atomic<int64_t> g_copies{0};
 
 // ---------------------------------------------------------------------------
 // Op definitions.  The optional slots are lists of 0 or 1 resources, so one op
@@ -158,33 +165,69 @@ REGISTER_OP("PyoptimKernelCalls")
     })
     .Doc("How many times the SGD, RMSprop and Adam kernels ran in this process.");
 
+REGISTER_OP("PyoptimVariableCopies")
+    .Output("copies: int64")
+    .SetIsStateful()
+    .SetShapeFn(shape_inference::ScalarShape)
+    .Doc("How many variables the ops copied before updating them (copy-on-write), in this process.");
+
 // ---------------------------------------------------------------------------
 // Shared helpers.
 
 // Runs f(begin, end) over [0, n): on the calling thread when n is small, else in
-// cache-line aligned blocks (one per intra-op thread) on TensorFlow's intra-op
-// pool.  Each element is computed by the same code whichever block holds it, so
-// the result does not depend on the number of threads.
+// cache-line aligned blocks, about kBlocksPerThread per intra-op thread, that the calling
+// thread and (threads - 1) helpers on TensorFlow's intra-op pool take one at a time until
+// none is left (so TensorFlow's thread settings hold).  A helper that wakes up late, or a
+// thread that the machine preempts, simply takes fewer blocks: the step does not wait for
+// the slowest thread's fixed share.  Each element is computed by the same code whichever
+// block holds it, so the result does not depend on the number of threads.
 // Blocks start at multiples of kChunkAlign; graph-mode RMSprop relies on multiples of 8, where
 // TensorFlow's float32 Rsqrt packets start (rmsprop_graph.hpp).
 static_assert(pyoptim::kChunkAlign % 8 == 0, "blocks must start at multiples of 8 elements");
+constexpr index_t kBlocksPerThread = 8;
+
+// The blocks of one RunSharded call.  Shared with the helpers, which may start after the
+// calling thread has returned: they then find no block left and never touch `f`.
+struct SharedBlocks {
+  SharedBlocks(index_t n, index_t block, const std::function<void(int64_t, int64_t)>* f)
+      : n(n), block(block), count((n + block - 1) / block), f(f), left(count) {}
+
+  // Takes and runs blocks until none is left.
+  void Work() {
+    for (;;) {
+      const index_t b = next.fetch_add(1, std::memory_order_relaxed);
+      if (b >= count) return;
+      (*f)(b * block, std::min(n, (b + 1) * block));
+      left.DecrementCount();
+    }
+  }
+
+  const index_t n, block, count;
+  const std::function<void(int64_t, int64_t)>* f;
+  std::atomic<index_t> next{0};
+  BlockingCounter left;  // blocks not yet finished
+};
 
 void RunSharded(OpKernelContext* ctx, index_t n,
                 const std::function<void(int64_t, int64_t)>& f) {
   const DeviceBase::CpuWorkerThreads* wt = ctx->device()->tensorflow_cpu_worker_threads();
   const int threads = (wt != nullptr && wt->workers != nullptr) ? wt->num_threads : 1;
-  const index_t max_useful = std::max<index_t>(1, n / (pyoptim::kParallelMinElements / 2));
-  const index_t parts = std::min<index_t>(threads, max_useful);
-  if (parts <= 1 || n < pyoptim::kParallelMinElements) {
+  if (threads <= 1 || n < pyoptim::kParallelMinElements) {
     if (n > 0) f(0, n);
     return;
   }
-  index_t block = (n + parts - 1) / parts;
+  // Blocks of at least kParallelMinElements / 2 elements, aligned.
+  const index_t min_block = pyoptim::kParallelMinElements / 2;
+  index_t block = std::max<index_t>(min_block, (n + threads * kBlocksPerThread - 1) /
+                                                   (threads * kBlocksPerThread));
   block = (block + pyoptim::kChunkAlign - 1) / pyoptim::kChunkAlign * pyoptim::kChunkAlign;
-  wt->workers->ParallelFor(
-      n, thread::ThreadPool::SchedulingParams(
-             thread::ThreadPool::SchedulingStrategy::kFixedBlockSize, std::nullopt, block),
-      f);
+  auto shared = std::make_shared<SharedBlocks>(n, block, &f);
+  const index_t helpers = std::min<index_t>(threads, shared->count) - 1;
+  for (index_t h = 0; h < helpers; ++h) {
+    wt->workers->Schedule([shared] { shared->Work(); });
+  }
+  shared->Work();
+  shared->left.Wait();
 }
 
 // The variables of one update, locked for the lifetime of this object.
@@ -196,9 +239,16 @@ class LockedVariables {
                                                                  /*sparse=*/false, inputs)) {
     tensors_.resize(inputs.size());
     for (size_t k = 0; k < inputs.size(); ++k) {
-      status_ = GetInputTensorFromVariable<CPUDevice, T>(ctx, inputs[k], /*lock_held=*/true,
-                                                         /*sparse=*/false, &tensors_[k]);
+      // GetInputTensorFromVariable for a resource input, counting the copy it makes when a
+      // pending read still shares the buffer (or in copy-on-read mode).
+      core::RefCountPtr<Var> var;
+      status_ = LookupResource(ctx, HandleFromInput(ctx, inputs[k]), &var);
       if (!status_.ok()) return;
+      const bool copy = var->copy_on_read_mode.load() || !var->tensor()->RefCountIsOne();
+      if (copy && var->tensor()->IsInitialized()) g_copies.fetch_add(1, std::memory_order_relaxed);
+      status_ = PrepareToUpdateVariable<CPUDevice, T>(ctx, var->tensor(), var->copy_on_read_mode.load());
+      if (!status_.ok()) return;
+      tensors_[k] = *var->tensor();
       const Tensor& t = tensors_[k];
       if (!t.IsInitialized()) {
         status_ = absl::FailedPreconditionError(
@@ -479,6 +529,18 @@ PYOPTIM_REGISTER(double)
 #undef PYOPTIM_REGISTER
 
 REGISTER_KERNEL_BUILDER(Name("PyoptimKernelCalls").Device(DEVICE_CPU), KernelCallsOp);
+
+class VariableCopiesOp : public OpKernel {
+ public:
+  explicit VariableCopiesOp(OpKernelConstruction* c) : OpKernel(c) {}
+  void Compute(OpKernelContext* ctx) override {
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
+    out->scalar<int64_t>()() = g_copies.load(std::memory_order_relaxed);
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("PyoptimVariableCopies").Device(DEVICE_CPU), VariableCopiesOp);
 
 }  // namespace pyoptim_tf
 }  // namespace tensorflow
