@@ -95,6 +95,43 @@ def _operand(value: Any, dtype: tf.DType) -> Optional[tf.Tensor]:
     return tf.cast(t, dtype)
 
 
+def _gradient_barrier(distribution: Any, grads: List[Any],
+                      member: Callable[[tf.Tensor], bool]) -> Optional[tf.Operation]:
+    """Inside a graph (``tf.function``): one NoOp that runs once every dense gradient in
+    ``grads`` (each replica's, under a distribution strategy) for which ``member`` is true
+    has been computed; None in eager mode or for fewer than two gradients.
+
+    Why: the kernels update a variable in place, and TensorFlow first copies the variable's
+    buffer (copy-on-write, a whole extra pass plus fresh pages) when a tensor read from it is
+    still held by an op that has not finished.  In a training step that op is typically the
+    backward matmul that multiplies the next layer's gradient by this layer's kernel: without
+    an order it runs alongside the update as soon as the kernel's own gradient is ready.
+    Updating after every gradient is computed (the backward pass has then released the reads)
+    avoids the copy; the arithmetic is unchanged."""
+    if tf.executing_eagerly():
+        return None
+    producers = {id(op): op for g in grads if g is not None
+                 for t in distribution.experimental_local_results(g)
+                 if isinstance(t, tf.Tensor) and member(t)
+                 for op in [_producer(t)]}
+    if len(producers) < 2:
+        return None
+    with tf.control_dependencies(list(producers.values())):
+        return tf.no_op(name="pyoptim_after_all_gradients")
+
+
+def _producer(tensor: tf.Tensor) -> tf.Operation:
+    """The op that computes ``tensor``, looking through Identity / IdentityN: Grappler's
+    dependency optimizer bypasses those (Keras passes the gradients through one IdentityN), so
+    a control edge from them would order nothing."""
+    for _ in range(32):
+        op = tensor.op
+        if op.type not in ("Identity", "IdentityN", "Snapshot") or not op.inputs:
+            return op
+        tensor = op.inputs[tensor.value_index if op.type == "IdentityN" else 0]
+    return tensor.op
+
+
 class _FastPathMixin:
     """Shared decision logic: can the custom op serve this ``update_step``?"""
 
@@ -113,6 +150,26 @@ class _FastPathMixin:
         :func:`pyoptim.keras.kernel_calls` counts kernel executions."""
         s = self._pyoptim_stats()
         return {"fast": s.fast, "fallback": s.fallback, "reasons": dict(s.reasons)}
+
+    def _barrier_member(self, gradient: tf.Tensor) -> bool:
+        """Whether ``gradient`` may get a control edge to the barrier (see _gradient_barrier)."""
+        return True
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        # Keras calls update_step for each variable from here (cross-replica context, one
+        # thread); the kernels' ops wait for the barrier of all gradients.
+        barrier = _gradient_barrier(distribution, [g for g, _ in grads_and_vars], self._barrier_member)
+        previous = self.__dict__.get("_pyoptim_barrier")
+        object.__setattr__(self, "_pyoptim_barrier", barrier)  # bookkeeping, not tracked state
+        try:
+            return super()._distributed_tf_update_step(distribution, grads_and_vars, learning_rate)
+        finally:
+            object.__setattr__(self, "_pyoptim_barrier", previous)
+
+    def _after_all_gradients(self) -> Any:
+        """Context for creating a kernel op: it runs after every gradient is computed."""
+        barrier = self.__dict__.get("_pyoptim_barrier")
+        return tf.control_dependencies([barrier] if barrier is not None else [])
 
     def _fallback(self, reason: str) -> None:
         s = self._pyoptim_stats()
@@ -210,6 +267,12 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
         Nesterov:     m = m * momentum - g * lr;  p = p + (m * momentum - g * lr)
     """
 
+    def _barrier_member(self, gradient: tf.Tensor) -> bool:
+        # A control edge would give the gradient's producer a second consumer, and Grappler
+        # then no longer merges it with the ``gradient * learning_rate`` below as it does in
+        # Keras' graph (see update_step): such gradients stay out of the barrier.
+        return not _grappler_may_merge_into(gradient)
+
     def update_step(self, gradient, variable, learning_rate):
         """Update ``variable`` (and its momentum) in place with ``gradient``."""
         slots = [self.momentums[self._get_variable_index(variable)]] if self.momentum != 0 else []
@@ -232,14 +295,15 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
             # Costs one temporary tensor.
             gradient = ops.multiply(gradient, learning_rate)
             learning_rate = tf.ones([], variable.dtype)
-        return op.pyoptim_apply_sgd(
-            var=_handle(variable),
-            momentum_buffer=[_handle(m) for m in slots],
-            learning_rate=learning_rate,
-            momentum=momentum,
-            grad=gradient,
-            nesterov=bool(self.nesterov),
-        )
+        with self._after_all_gradients():
+            return op.pyoptim_apply_sgd(
+                var=_handle(variable),
+                momentum_buffer=[_handle(m) for m in slots],
+                learning_rate=learning_rate,
+                momentum=momentum,
+                grad=gradient,
+                nesterov=bool(self.nesterov),
+            )
 
 
 @keras.saving.register_keras_serializable(package="pyoptim")
@@ -290,20 +354,21 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         rho, one_minus_rho, epsilon, momentum = scalars
-        return op.pyoptim_apply_rmsprop(
-            var=_handle(variable),
-            velocity=_handle(velocity),
-            momentum_buffer=[_handle(m) for m in momentum_slots],
-            average_grad=[_handle(a) for a in average_slots],
-            learning_rate=lr,
-            rho=rho,
-            one_minus_rho=one_minus_rho,
-            epsilon=epsilon,
-            momentum=momentum,
-            grad=gradient,
-            rsqrt_mul=rsqrt_mul,
-            epsilon_first=epsilon_first,
-        )
+        with self._after_all_gradients():
+            return op.pyoptim_apply_rmsprop(
+                var=_handle(variable),
+                velocity=_handle(velocity),
+                momentum_buffer=[_handle(m) for m in momentum_slots],
+                average_grad=[_handle(a) for a in average_slots],
+                learning_rate=lr,
+                rho=rho,
+                one_minus_rho=one_minus_rho,
+                epsilon=epsilon,
+                momentum=momentum,
+                grad=gradient,
+                rsqrt_mul=rsqrt_mul,
+                epsilon_first=epsilon_first,
+            )
 
 
 @keras.saving.register_keras_serializable(package="pyoptim")
@@ -340,17 +405,18 @@ class Adam(_FastPathMixin, keras.optimizers.Adam):
         beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
         alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         one_minus_beta_1, one_minus_beta_2, epsilon = scalars
-        return op.pyoptim_apply_adam(
-            var=_handle(variable),
-            m=_handle(m),
-            v=_handle(v),
-            v_hat=[_handle(x) for x in v_hat_slots],
-            alpha=alpha,
-            one_minus_beta_1=one_minus_beta_1,
-            one_minus_beta_2=one_minus_beta_2,
-            epsilon=epsilon,
-            grad=gradient,
-        )
+        with self._after_all_gradients():
+            return op.pyoptim_apply_adam(
+                var=_handle(variable),
+                m=_handle(m),
+                v=_handle(v),
+                v_hat=[_handle(x) for x in v_hat_slots],
+                alpha=alpha,
+                one_minus_beta_1=one_minus_beta_1,
+                one_minus_beta_2=one_minus_beta_2,
+                epsilon=epsilon,
+                grad=gradient,
+            )
 
 
 for _cls, _base in ((SGD, keras.optimizers.SGD), (RMSprop, keras.optimizers.RMSprop),
