@@ -45,6 +45,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--settle-ms", type=float, default=0.0,
                     help="idle time before each timed sample, so that other implementations' spinning worker "
                          "threads go to sleep first (default 0)")
+    ap.add_argument("--sample-warmup", type=int, default=1,
+                    help="untimed steps of the same implementation right before each timed sample, so that "
+                         "samples see the implementation's steady state, not the previous one's spinning "
+                         "threads (default 1; 0 times each sample cold after the previous implementation)")
     ap.add_argument("--omp-wait-policy", choices=("default", "passive", "active"), default="default",
                     help="set OMP_WAIT_POLICY for every OpenMP runtime (pyoptim, the C loop, torch); 'default' "
                          "leaves the environment as it is.  On a busy machine 'passive' avoids multi-millisecond "
@@ -77,6 +81,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     threads = args.threads or _default_threads()
     if threads < 1:
         print("error: --threads must be >= 1", file=sys.stderr)
+        return 2
+    if args.sample_warmup < 0:
+        print("error: --sample-warmup must be >= 0", file=sys.stderr)
         return 2
     # Before any OpenMP runtime or TensorFlow is loaded:
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -183,7 +190,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         log(f"  {opt} {case.label} {impl.name}: {row['reason']}")
                 stats = harness.measure_interleaved(steps, rounds=rounds, min_rounds=min(3, rounds),
                                                     min_sample_s=min_sample_s, warmup=3, budget_s=budget,
-                                                    settle_s=args.settle_ms / 1e3)
+                                                    settle_s=args.settle_ms / 1e3,
+                                                    sample_warmup=args.sample_warmup)
                 for name, st in stats.items():
                     rows[name].update(available=True, **st.as_dict())
                 micro.extend(rows.values())
@@ -245,8 +253,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             "cell_budget_s": budget,
             "settle_s": args.settle_ms / 1e3,
             "warmup_steps": 3,
+            "sample_warmup_steps": args.sample_warmup,
             "e2e_rounds": e2e_rounds,
-            "method": "warm-up; samples of >= min_sample_s (batched steps); round-robin interleaving of all "
+            "method": "warm-up; samples of >= min_sample_s (batched steps), each preceded by sample_warmup "
+                      "untimed steps of the same implementation; round-robin interleaving of all "
                       "implementations per round with rotating order; median, quartiles, IQR",
         },
         "machine": info,

@@ -136,7 +136,7 @@ def test_quick_writes_table_and_pngs(quick_run):
 
 
 def test_bad_arguments_exit_2(tmp_path):
-    for argv in (["--optimizers", "adamw"], ["--sizes", "big"], ["--impls", "jax"]):
+    for argv in (["--optimizers", "adamw"], ["--sizes", "big"], ["--impls", "jax"], ["--sample-warmup", "-1"]):
         proc = subprocess.run([sys.executable, str(RUN), *argv, "--out", str(tmp_path)], capture_output=True,
                               text=True, timeout=300, cwd=str(tmp_path))
         assert proc.returncode == 2, (argv, proc.stderr[-2000:])
@@ -160,10 +160,47 @@ def test_harness_statistics():
             order.append(name)
         return step
 
-    stats = harness.measure_interleaved({"a": make("a"), "b": make("b")}, rounds=4, min_sample_s=0.0, warmup=2)
+    stats = harness.measure_interleaved({"a": make("a"), "b": make("b")}, rounds=4, min_sample_s=0.0, warmup=2,
+                                        sample_warmup=0)
     assert set(stats) == {"a", "b"} and all(s.samples == 4 for s in stats.values())
     timed = order[-8:]  # the four rounds, one sample of one step each, rotating order
     assert timed == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    order.clear()
+    harness.measure_interleaved({"a": make("a"), "b": make("b")}, rounds=4, min_sample_s=0.0, warmup=2)
+    # By default one untimed step of the same implementation precedes each sample.
+    assert order[-16:] == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b", "b", "b", "a", "a"]
+
+
+def test_harness_sample_warmup_is_not_timed(monkeypatch):
+    """A step that is slow right after another implementation ran (cold) and fast when it
+    follows itself (steady state): with the per-sample warm-up only steady-state steps
+    are timed; without it every sample is a cold one.  A fake clock makes this exact."""
+    harness = _bench_import("harness")
+    clock = {"now": 0.0, "last": None}
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            return clock["now"]
+
+        @staticmethod
+        def sleep(s):
+            clock["now"] += s
+
+    monkeypatch.setattr(harness, "time", FakeTime)
+
+    def make(name):
+        def step():
+            clock["now"] += 2.0 ** -10 if clock["last"] == name else 1.0  # exact in binary
+            clock["last"] = name
+        return step
+
+    steps = {"a": make("a"), "b": make("b"), "c": make("c")}
+    warm = harness.measure_interleaved(steps, rounds=6, min_sample_s=0.0, warmup=2)
+    assert all(s.median_s == s.max_s == 2.0 ** -10 for s in warm.values())
+    cold = harness.measure_interleaved(steps, rounds=6, min_sample_s=0.0, warmup=2, sample_warmup=0)
+    # Three implementations in rotating order: no sample follows its own implementation.
+    assert all(s.min_s == s.median_s == 1.0 for s in cold.values())
 
 
 def test_case_labels():
