@@ -10,12 +10,12 @@ Method (the same for every implementation of one benchmark cell):
 3. A/B interleaving: one *round* takes one sample of every implementation, in an order
    that rotates from round to round; slow drift of the machine (other processes,
    frequency, thermal) therefore hits every implementation alike instead of whichever
-   happened to run during a busy spell.  Each sample is preceded by ``sample_warmup``
-   untimed steps of the same implementation (default 1), so that it measures the
-   implementation in its steady state, as in a training loop, and not in the state the
-   previous implementation left behind: another runtime's worker threads still spinning
-   on the cores (OpenMP spins for milliseconds after a parallel region), its own
-   thread pool asleep, its arrays out of cache.
+   happened to run during a busy spell.  Each timed sample is preceded by
+   ``sample_warmup`` untimed samples (the same ``k`` steps) of the same implementation
+   (default 1), so that it measures the implementation in its steady state, as in a
+   training loop, and not in the state the previous implementation left behind: another
+   runtime's worker threads still spinning on the cores (OpenMP spins for milliseconds
+   after a parallel region), its own thread pool asleep, its arrays out of cache.
 4. Rounds continue until ``rounds`` are done or the cell's time budget is spent (but
    at least ``min_rounds``).
 5. Statistics per implementation: median, quartiles, interquartile range (IQR), min.
@@ -110,7 +110,7 @@ def measure_interleaved(
         for name in order:
             if settle_s > 0:
                 time.sleep(settle_s)
-            for _ in range(sample_warmup):
+            for _ in range(sample_warmup * batch[name]):
                 steps[name]()
             samples[name].append(_time_steps(steps[name], batch[name]))
         if budget_s is not None and r + 1 >= min_rounds and time.perf_counter() - t_start > budget_s:

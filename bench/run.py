@@ -46,14 +46,15 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                     help="idle time before each timed sample, so that other implementations' spinning worker "
                          "threads go to sleep first (default 0)")
     ap.add_argument("--sample-warmup", type=int, default=1,
-                    help="untimed steps of the same implementation right before each timed sample, so that "
-                         "samples see the implementation's steady state, not the previous one's spinning "
-                         "threads (default 1; 0 times each sample cold after the previous implementation)")
+                    help="untimed samples of the same implementation right before each timed sample, so "
+                         "that samples see the implementation's steady state, not the previous one's "
+                         "spinning threads (default 1; 0 times each sample right after the previous "
+                         "implementation)")
     ap.add_argument("--omp-wait-policy", choices=("default", "passive", "active"), default="default",
                     help="set OMP_WAIT_POLICY for every OpenMP runtime (pyoptim, the C loop, torch); 'default' "
                          "leaves the environment as it is.  On a busy machine 'passive' avoids multi-millisecond "
                          "stalls of parallel regions (see README)")
-    ap.add_argument("--e2e-rounds", type=int, default=None, help="timed epochs per implementation (default 5; quick 2)")
+    ap.add_argument("--e2e-rounds", type=int, default=None, help="timed epochs per implementation (default 9; quick 2)")
     ap.add_argument("--no-e2e", action="store_true", help="skip the model.fit benchmark")
     ap.add_argument("--no-micro", action="store_true", help="skip the per-step benchmark")
     ap.add_argument("--no-plots", action="store_true", help="write no PNG")
@@ -129,7 +130,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rounds = args.rounds or (5 if quick else 30)
     min_sample_s = (args.min_sample_ms or (0.5 if quick else 2.0)) / 1e3
     budget = args.cell_budget or (2.0 if quick else 20.0)
-    e2e_rounds = args.e2e_rounds or (2 if quick else 5)
+    e2e_rounds = args.e2e_rounds or (2 if quick else 9)
     out_dir = args.out or os.path.join(here, "results")
     os.makedirs(out_dir, exist_ok=True)
 
@@ -253,10 +254,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             "cell_budget_s": budget,
             "settle_s": args.settle_ms / 1e3,
             "warmup_steps": 3,
-            "sample_warmup_steps": args.sample_warmup,
+            "sample_warmup_samples": args.sample_warmup,
             "e2e_rounds": e2e_rounds,
             "method": "warm-up; samples of >= min_sample_s (batched steps), each preceded by sample_warmup "
-                      "untimed steps of the same implementation; round-robin interleaving of all "
+                      "untimed samples of the same implementation; round-robin interleaving of all "
                       "implementations per round with rotating order; median, quartiles, IQR",
         },
         "machine": info,

@@ -171,12 +171,15 @@ def test_harness_statistics():
     assert order[-16:] == ["a", "a", "b", "b", "b", "b", "a", "a", "a", "a", "b", "b", "b", "b", "a", "a"]
 
 
-def test_harness_sample_warmup_is_not_timed(monkeypatch):
+@pytest.mark.parametrize("steps_per_sample", [1, 4])
+def test_harness_sample_warmup_is_not_timed(monkeypatch, steps_per_sample):
     """A step that is slow right after another implementation ran (cold) and fast when it
-    follows itself (steady state): with the per-sample warm-up only steady-state steps
-    are timed; without it every sample is a cold one.  A fake clock makes this exact."""
+    follows itself (steady state): with the per-sample warm-up (one untimed sample of the
+    same k steps) only steady-state steps are timed; without it every sample starts with a
+    cold step.  A fake clock makes this exact."""
     harness = _bench_import("harness")
     clock = {"now": 0.0, "last": None}
+    warm_s = 2.0 ** -10  # exact in binary, like every sum below
 
     class FakeTime:
         @staticmethod
@@ -191,16 +194,19 @@ def test_harness_sample_warmup_is_not_timed(monkeypatch):
 
     def make(name):
         def step():
-            clock["now"] += 2.0 ** -10 if clock["last"] == name else 1.0  # exact in binary
+            clock["now"] += warm_s if clock["last"] == name else 1.0
             clock["last"] = name
         return step
 
     steps = {"a": make("a"), "b": make("b"), "c": make("c")}
-    warm = harness.measure_interleaved(steps, rounds=6, min_sample_s=0.0, warmup=2)
-    assert all(s.median_s == s.max_s == 2.0 ** -10 for s in warm.values())
-    cold = harness.measure_interleaved(steps, rounds=6, min_sample_s=0.0, warmup=2, sample_warmup=0)
-    # Three implementations in rotating order: no sample follows its own implementation.
-    assert all(s.min_s == s.median_s == 1.0 for s in cold.values())
+    min_sample_s = warm_s * steps_per_sample  # the probe sees warm steps: k = steps_per_sample
+    warm = harness.measure_interleaved(steps, rounds=6, min_sample_s=min_sample_s, warmup=2)
+    assert all(s.steps_per_sample == steps_per_sample for s in warm.values())
+    assert all(s.median_s == s.max_s == warm_s for s in warm.values())
+    cold = harness.measure_interleaved(steps, rounds=6, min_sample_s=min_sample_s, warmup=2, sample_warmup=0)
+    # Three implementations in rotating order: every sample follows another implementation.
+    first_cold = (1.0 + (steps_per_sample - 1) * warm_s) / steps_per_sample
+    assert all(s.min_s == s.median_s == first_cold for s in cold.values())
 
 
 def test_case_labels():
