@@ -12,9 +12,10 @@ result is cached, see :func:`status`), or ahead of time with ``python -m pyoptim
 Where it cannot serve (XLA, sparse gradients, other dtypes, non-CPU variables, build failure) the
 optimizers run Keras' own ``update_step`` with a one-time warning; :func:`status`,
 :func:`fast_path_available`, :func:`kernel_calls` and ``optimizer.path_counts()`` tell which path
-ran; :func:`variable_copies` counts variables copied before an update (copy-on-write).  Importing this module imports TensorFlow; ``import pyoptim`` alone never does.  Import
-``pyoptim.keras`` before ``keras.models.load_model`` so saved models find the classes (they are
-registered as ``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam``).
+ran; :func:`variable_copies` counts variables copied before an update (copy-on-write).  Importing
+this module imports TensorFlow; ``import pyoptim`` alone never does.  Import ``pyoptim.keras``
+before ``keras.models.load_model`` so saved models find the classes (they are registered as
+``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam``).
 """
 from __future__ import annotations
 

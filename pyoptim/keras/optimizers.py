@@ -8,7 +8,9 @@ distribution, slot variables, ``get_config`` and saving all stay Keras' own code
 variable's dtype, e.g. Adam's ``alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` with
 ``ops.power``), then calls one custom op that updates the variable and its slots in place with the
 kernel from ``csrc/pyoptim/*.hpp`` (see ``_op/pyoptim_tf_ops.cc``).  The element-wise arithmetic is
-Keras' own, operation by operation, so the results are the same bits.
+Keras' own, operation by operation, so the results are the same bits.  Inside ``tf.function`` the
+ops run after every gradient of the step is computed, so that no variable is copied before its
+in-place update (see :func:`_gradient_barrier`).
 
 Where the op cannot serve, ``update_step`` runs Keras' code instead (same numbers) and warns once:
 inside XLA (``jit_compile=True``), sparse ``tf.IndexedSlices`` gradients (Embedding layers: Keras
