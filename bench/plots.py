@@ -47,6 +47,17 @@ def _legend_below(fig, axes) -> None:
                fontsize=8, frameon=False)
 
 
+def _finish(fig, path: str, suptitle: str, legend_axes=None, bottom: float = 0.08) -> None:
+    """Title, layout (leaving ``bottom`` for the shared legend below ``legend_axes``'
+    lines, when given), then write ``path`` and close the figure."""
+    if legend_axes is not None:
+        _legend_below(fig, legend_axes)
+    fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout(rect=(0, bottom, 1, 1) if legend_axes is not None else None)
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+
+
 def plot_time_vs_size(micro: List[Dict[str, Any]], optimizers: List[str], impls: List[str], path: str,
                       title: str) -> None:
     """Time per step against elements, log-log, one line per implementation, one panel
@@ -71,12 +82,9 @@ def plot_time_vs_size(micro: List[Dict[str, Any]], optimizers: List[str], impls:
         ax.set_title(opt)
         ax.grid(True, which="both", alpha=0.25)
     multi = _multi_label(micro)
-    _legend_below(fig, axes[0])
-    fig.suptitle(title + "\nlines: one tensor" + (f"; hollow markers: {multi} tensors (multi-tensor), at their "
-                                                   "total size" if multi else ""), fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, path, title + "\nlines: one tensor" + (f"; hollow markers: {multi} tensors (multi-tensor), at "
+                                                         "their total size" if multi else ""),
+            legend_axes=axes[0], bottom=0.07)
 
 
 def plot_bandwidth(micro: List[Dict[str, Any]], optimizers: List[str], impls: List[str], path: str,
@@ -97,11 +105,8 @@ def plot_bandwidth(micro: List[Dict[str, Any]], optimizers: List[str], impls: Li
         ax.set_ylabel("effective GB/s")
         ax.set_title(opt)
         ax.grid(True, which="both", alpha=0.25)
-    _legend_below(fig, axes[0])
-    fig.suptitle(title + "\neffective GB/s = the optimizer's bytes moved per step / time per step", fontsize=9)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, path, title + "\neffective GB/s = the optimizer's bytes moved per step / time per step",
+            legend_axes=axes[0])
 
 
 def plot_speedup(micro: List[Dict[str, Any]], optimizers: List[str], cases: List[str], impls: List[str],
@@ -142,10 +147,7 @@ def plot_speedup(micro: List[Dict[str, Any]], optimizers: List[str], cases: List
         ax.set_title(opt, fontsize=10)
         ax.grid(True, axis="y", which="both", alpha=0.25)
     axes[0][0].legend(fontsize=7, ncol=4, loc="upper left")
-    fig.suptitle(title + "\nbar = other's time / pyoptim's time (> 1: pyoptim faster)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, path, title + "\nbar = other's time / pyoptim's time (> 1: pyoptim faster)")
 
 
 def _one(micro, opt, case, impl) -> Optional[Dict[str, Any]]:
@@ -184,11 +186,7 @@ def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
         params = rows[0]["parameters"] if rows else 0
         ax.set_title(f"{model} ({params:,} parameters)", fontsize=10)
         ax.grid(True, axis="y", alpha=0.25)
-    _legend_below(fig, axes[0])
-    fig.suptitle(title + "\nbars: median epoch time; whiskers: quartiles", fontsize=9)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, path, title + "\nbars: median epoch time; whiskers: quartiles", legend_axes=axes[0])
 
 
 def write_all(results: Dict[str, Any], out_dir: str) -> List[str]:
