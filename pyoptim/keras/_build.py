@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -30,11 +31,15 @@ import pyoptim
 
 _SOURCE = Path(__file__).resolve().parent / "_op" / "pyoptim_tf_ops.cc"
 
-# Same per-instruction-set flags as the NumPy core's kernels (CMakeLists.txt).
+# The NumPy core's per-instruction-set flags (CMakeLists.txt), plus what TensorFlow's headers
+# demand: its Eigen refuses -mavx512f without -mfma ("compiling with -mavx512f alone without
+# SSE/AVX FMA is not supported", Eigen bug 1638).  -mfma only allows FMA instructions; with
+# -ffp-contract=off (below) the compiler never fuses a multiply and an add of ours into one, so
+# the kernels round exactly as without it (tests/test_portable.py disassembles them to check).
 _ISA_FLAGS: Dict[str, List[str]] = {
     "baseline": [],
     "avx2": ["-mavx2"],
-    "avx512": ["-mavx512f", "-mavx512vl", "-mprefer-vector-width=512"],
+    "avx512": ["-mavx512f", "-mavx512vl", "-mfma", "-mprefer-vector-width=512"],
 }
 _KERNEL_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-DNDEBUG"]
 
@@ -42,7 +47,23 @@ _thread_lock = threading.Lock()
 
 
 class BuildError(RuntimeError):
-    """The op could not be compiled; the message holds the command and the compiler's output."""
+    """The op could not be compiled.  ``str(error)`` says in one line what failed and what to do;
+    ``error.log`` holds the command and the compiler's whole output."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log
+
+
+def _first_error(output: str) -> str:
+    """The compiler's first error line, without the directories of its file name."""
+    lines = output.splitlines()
+    for line in lines:
+        match = re.search(r"(?:^|: )(?:fatal )?error: ", line)
+        if match:
+            head, sep, rest = line.partition(": ")
+            return (os.path.basename(head) + sep + rest).strip() if match.start() else line.strip()
+    return next((line.strip() for line in reversed(lines) if line.strip()), "no output")
 
 
 def cache_dir() -> Path:
@@ -78,6 +99,12 @@ def include_dir() -> Path:
     )
 
 
+def targetable_isas() -> List[str]:
+    """Instruction sets the op can be compiled for here, whether or not this CPU can run them:
+    those the NumPy core was built with (baseline, avx2, avx512 on x86-64; baseline elsewhere)."""
+    return [isa for isa in pyoptim.config.config()["isas_built"] if isa in _ISA_FLAGS]
+
+
 def selected_isa() -> str:
     """Instruction set to compile for: the one the NumPy core runs on this CPU (it honours
     ``PYOPTIM_ISA`` and ``pyoptim.set_isa``), when this machine is x86-64; else ``baseline``."""
@@ -104,7 +131,8 @@ def _compiler_version(cxx: List[str]) -> str:
         return ""
 
 
-def _command(isa: str, output: Path) -> List[str]:
+def command(isa: str, output: Path) -> List[str]:
+    """The compiler command that builds the op for ``isa`` into ``output``."""
     import tensorflow as tf
 
     cxx = compiler()
@@ -134,7 +162,7 @@ def library_path(isa: Optional[str] = None) -> Path:
     for header in sorted((include_dir() / "pyoptim").glob("*.hpp")):  # every kernel header
         digest.update(header.name.encode())
         digest.update(header.read_bytes())
-    cmd = _command(isa, Path("OUT"))
+    cmd = command(isa, Path("OUT"))
     digest.update("\0".join(cmd).encode())
     digest.update(_compiler_version(compiler()).encode())
     digest.update(tf.__version__.encode())
@@ -172,10 +200,30 @@ class _FileLock:
         self._fd = None
 
 
+def compile_to(isa: str, output: Path) -> None:
+    """Run :func:`command`; raises :class:`BuildError` (one-line message, whole output in
+    ``.log``) when the compiler fails or cannot be started."""
+    cmd = command(isa, output)
+    quoted = " ".join(shlex.quote(c) for c in cmd)
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as exc:
+        raise BuildError(f"cannot run the C++ compiler {cmd[0]!r} ({exc}); install g++ or set CXX",
+                         f"command: {quoted}\n{exc}") from None
+    if result.returncode != 0:
+        output = (result.stderr or "") + (result.stdout or "")
+        fallback = "" if isa == "baseline" else "; PYOPTIM_ISA=baseline builds without vector flags"
+        raise BuildError(
+            f"compiling the TensorFlow op ({isa}) failed: {_first_error(output)[:300]}; "
+            f"`python -m pyoptim.keras status` shows the compiler's output{fallback}",
+            f"command: {quoted}\n{output}",
+        )
+
+
 def build(force: bool = False, verbose: bool = False) -> Path:
     """Compile the op if it is not cached yet (or ``force``), and return the library's path.
 
-    Raises :class:`BuildError` with the compiler's output when compilation fails."""
+    Raises :class:`BuildError` when compilation fails."""
     isa = selected_isa()
     target = library_path(isa)
     with _thread_lock:
@@ -190,7 +238,7 @@ def build(force: bool = False, verbose: bool = False) -> Path:
                                             dir=target.parent)
             os.close(fd)
             tmp = Path(tmp_name)
-            cmd = _command(isa, tmp)
+            cmd = command(isa, tmp)
             print(
                 f"pyoptim.keras: compiling the TensorFlow op for this TensorFlow ({isa}); "
                 f"once, cached in {target.parent}",
@@ -199,14 +247,7 @@ def build(force: bool = False, verbose: bool = False) -> Path:
             if verbose:
                 print(" ".join(shlex.quote(c) for c in cmd), file=sys.stderr)
             try:
-                result = subprocess.run(cmd, capture_output=True, text=True)
-                if result.returncode != 0:
-                    raise BuildError(
-                        "pyoptim.keras: compiling the TensorFlow op failed.\ncommand: "
-                        + " ".join(shlex.quote(c) for c in cmd)
-                        + "\n"
-                        + (result.stderr or result.stdout)[-6000:]
-                    )
+                compile_to(isa, tmp)
                 os.chmod(tmp, 0o755)
                 os.replace(tmp, target)  # atomic: readers see no file or the whole file
             finally:
