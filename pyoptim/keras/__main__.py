@@ -23,15 +23,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         try:
             path = pk.build(force=args.force, verbose=args.verbose)
         except _build.BuildError as exc:
-            print(exc, file=sys.stderr)
+            print(exc.log or exc, file=sys.stderr)
             return 1
         print(path)
         if not pk.fast_path_available():
             print(pk.status()["error"], file=sys.stderr)
             return 1
         return 0
-    for key, value in pk.status().items():
+    status = pk.status()
+    log = status.pop("build_log")
+    for key, value in status.items():
         print(f"{key}: {value}")
+    if log and log != status["error"]:
+        print("build_log:")
+        print(log)
     return 0 if pk.fast_path_available() else 1
 
 

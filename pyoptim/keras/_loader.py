@@ -19,6 +19,7 @@ _lock = threading.Lock()
 _module: Optional[types.ModuleType] = None
 _path: Optional[Path] = None
 _error: Optional[str] = None
+_log: Optional[str] = None
 _tried = False
 
 
@@ -30,7 +31,7 @@ def disabled_by_environment() -> bool:
 def load() -> Optional[types.ModuleType]:
     """The op module (functions ``pyoptim_apply_sgd`` / ``_rmsprop`` / ``_adam`` /
     ``pyoptim_kernel_calls``), or None if it cannot be built or loaded (see :func:`error`)."""
-    global _module, _path, _error, _tried
+    global _module, _path, _error, _log, _tried
     if _tried:
         return _module
     with _lock:
@@ -45,13 +46,20 @@ def load() -> Optional[types.ModuleType]:
             except Exception as exc:  # noqa: BLE001 - any failure means: use Keras' code
                 _module = None
                 _error = f"{type(exc).__name__}: {exc}"
+                _log = getattr(exc, "log", None) or _error
         _tried = True
     return _module
 
 
 def error() -> Optional[str]:
-    """Why the op is unavailable (None when it loaded or was not tried yet)."""
+    """Why the op is unavailable, in one line (None when it loaded or was not tried yet)."""
     return _error
+
+
+def log() -> Optional[str]:
+    """The whole story behind :func:`error`: for a failed build, the compiler command and all
+    of its output (None when the op loaded or was not tried yet)."""
+    return _log
 
 
 def path() -> Optional[Path]:
