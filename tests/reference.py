@@ -25,11 +25,16 @@ and in the variable's dtype ``T``:
 
 The functions never modify their inputs; they return the new arrays in a dict
 keyed by the argument names of the pyoptim function (``"param"``, ``"m"``, ...).
-NumPy's float32 arithmetic, ``sqrt`` and ``power`` are IEEE / libm operations, so
-for float32 these results equal Keras' to the bit.
+NumPy's arithmetic and ``sqrt`` are IEEE operations (the same on every CPU), so these
+results equal Keras' to the bit.  ``power`` is not used: NumPy builds with AVX-512
+dispatch compute it with a SIMD approximation that differs from libm's by ulps, while
+TensorFlow's Pow on scalars calls the C library (``std::pow``); :func:`libm_pow` calls
+libm's ``pow`` / ``powf`` directly, as TensorFlow (and pyoptim's core) do, on any CPU.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -139,13 +144,30 @@ def maximum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.where((a < b) | np.isnan(b), b, a)
 
 
+_LIBM = ctypes.CDLL(ctypes.util.find_library("m") or None)
+_LIBM.pow.restype, _LIBM.pow.argtypes = ctypes.c_double, [ctypes.c_double, ctypes.c_double]
+_LIBM.powf.restype, _LIBM.powf.argtypes = ctypes.c_float, [ctypes.c_float, ctypes.c_float]
+
+
+def libm_pow(base: np.generic, exponent: np.generic) -> np.generic:
+    """``base ** exponent`` in their dtype (float32 or float64) as the C library computes it:
+    ``powf`` / ``pow``, which is what TensorFlow's Pow runs on a scalar (Eigen's
+    ``numext::pow``, i.e. ``std::pow``).  TensorFlow flushes subnormal results to zero; so
+    does this, so that it returns TensorFlow's value, not only a value that rounds alike."""
+    T = type(base)
+    fn = _LIBM.powf if T is np.float32 else _LIBM.pow
+    result = T(fn(base, exponent))
+    return T(0) * result if result != 0 and abs(result) < np.finfo(T).tiny else result
+
+
 def adam_alpha(step: int, learning_rate: float, beta_1: float, beta_2: float, T) -> np.generic:
-    """alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t), every operation in ``T``."""
+    """alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t), every operation in ``T``, powers
+    from libm (:func:`libm_pow`)."""
     with np.errstate(all="ignore"):
         lr = T(learning_rate)
         t = T(step)
-        beta_1_power = np.power(T(beta_1), t)
-        beta_2_power = np.power(T(beta_2), t)
+        beta_1_power = libm_pow(T(beta_1), t)
+        beta_2_power = libm_pow(T(beta_2), t)
         return lr * np.sqrt(T(1) - beta_2_power) / (T(1) - beta_1_power)
 
 
