@@ -241,3 +241,20 @@ def test_model_fit_under_each_supported_isa(isa, tmp_path):
     assert {(c[0], c[1]) for c in checks} >= {("float32", False), ("float32", True),
                                               ("float64", False)}, checks
     assert all(c[-1] for c in checks) and all(c[2] for c in checks), checks
+
+
+def test_status_reports_the_loaded_ops_isa():
+    """The op's instruction set is fixed when it loads; switching the NumPy core afterwards
+    (pyoptim.set_isa) does not make status() claim another one."""
+    import pyoptim.keras as pk
+
+    assert pk.fast_path_available(), pk.status()["error"]
+    loaded = pk.status()["isa"]
+    assert f"-{loaded}-" in Path(pk.status()["library"]).name
+    before = pyoptim.get_isa()
+    try:
+        for isa in SUPPORTED:
+            pyoptim.set_isa(isa)
+            assert pk.status()["isa"] == loaded and pyoptim.get_isa() == isa
+    finally:
+        pyoptim.set_isa(before)

@@ -67,7 +67,8 @@ def variable_copies() -> int:
 def status() -> Dict[str, Any]:
     """Which path the optimizers use and why: ``fast_path_available``, ``library`` (path of the
     loaded op), ``error`` (why it is unavailable, one line), ``build_log`` (for a failed build,
-    the compiler command and its whole output), ``isa``, ``tensorflow``, ``cache_dir``,
+    the compiler command and its whole output), ``isa`` (the op's instruction set, fixed when it
+    is loaded: a later ``pyoptim.set_isa`` changes the NumPy core only), ``tensorflow``, ``cache_dir``,
     ``kernel_calls``, ``variable_copies``."""
     available = fast_path_available()
     return {
@@ -75,7 +76,7 @@ def status() -> Dict[str, Any]:
         "library": str(_loader.path()) if _loader.path() else None,
         "error": _loader.error(),
         "build_log": _loader.log(),
-        "isa": _build.selected_isa(),
+        "isa": _loader.isa(),
         "tensorflow": tf.__version__,
         "cache_dir": str(_build.cache_dir()),
         "kernel_calls": kernel_calls(),

@@ -18,6 +18,7 @@ from . import _build
 _lock = threading.Lock()
 _module: Optional[types.ModuleType] = None
 _path: Optional[Path] = None
+_isa: Optional[str] = None
 _error: Optional[str] = None
 _log: Optional[str] = None
 _tried = False
@@ -31,7 +32,7 @@ def disabled_by_environment() -> bool:
 def load() -> Optional[types.ModuleType]:
     """The op module (functions ``pyoptim_apply_sgd`` / ``_rmsprop`` / ``_adam`` /
     ``pyoptim_kernel_calls``), or None if it cannot be built or loaded (see :func:`error`)."""
-    global _module, _path, _error, _log, _tried
+    global _module, _path, _isa, _error, _log, _tried
     if _tried:
         return _module
     with _lock:
@@ -41,6 +42,7 @@ def load() -> Optional[types.ModuleType]:
             _error = "disabled by PYOPTIM_KERAS_FAST_PATH=0"
         else:
             try:
+                _isa = _build.selected_isa()
                 _path = _build.build()
                 _module = tf.load_op_library(str(_path))
             except Exception as exc:  # noqa: BLE001 - any failure means: use Keras' code
@@ -60,6 +62,12 @@ def log() -> Optional[str]:
     """The whole story behind :func:`error`: for a failed build, the compiler command and all
     of its output (None when the op loaded or was not tried yet)."""
     return _log
+
+
+def isa() -> str:
+    """The instruction set the op's kernels use: fixed when it is loaded (the one
+    ``pyoptim.get_isa()`` gave then); before that, the one it would be built for now."""
+    return _isa if _module is not None and _isa else _build.selected_isa()
 
 
 def path() -> Optional[Path]:
