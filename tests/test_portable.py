@@ -32,6 +32,7 @@ import pyoptim  # noqa: E402
 from pyoptim.keras import _build  # noqa: E402
 
 import reference  # noqa: E402
+from test_keras import VARIANTS  # noqa: E402
 
 SUPPORTED = pyoptim.config.config()["isas_supported"]
 
@@ -193,19 +194,8 @@ out["rmsprop_checks"] = [list(k) + [v] for k, v in _graph_rmsprop.last_results()
 print(json.dumps(out))
 """
 
-_VARIANTS = [
-    ("SGD", {}),
-    ("SGD", {"momentum": 0.9}),
-    ("SGD", {"momentum": 0.9, "nesterov": True, "learning_rate": 0.05}),
-    ("RMSprop", {}),
-    ("RMSprop", {"rho": 0.8, "momentum": 0.5}),
-    ("RMSprop", {"centered": True}),
-    ("RMSprop", {"centered": True, "momentum": 0.9, "epsilon": 1e-4}),
-    ("Adam", {}),
-    ("Adam", {"amsgrad": True}),
-    ("Adam", {"beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-4, "learning_rate": 0.01,
-              "weight_decay": 0.05}),
-]
+# test_keras' variants, and Adam with weight decay (Keras' own pass before the kernel).
+_VARIANTS = VARIANTS + [("Adam", {"learning_rate": 0.01, "weight_decay": 0.05})]
 # Every variant in graph mode (model.fit's tf.function, Grappler's rewrites) and eagerly, on a
 # hidden layer of 21 units (210 + 21 + 63 + 3 elements: tails for every vector width); float64
 # in graph mode; and a 10 x 4099 layer (parallel blocks on TensorFlow's pool) in float32.
