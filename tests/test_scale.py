@@ -398,7 +398,7 @@ def test_low_precision_variables_fall_back_to_keras(dtype, low_precision_runs):
     counts = ours["path_counts"]
     assert counts["fast"] == 0 and counts["fallback"] > 0, counts
     assert list(counts["reasons"]) == [
-        f"the variable dtype is {dtype} (the kernels have float32 and float64)"], counts
+        f"its dtype is {dtype} (the kernels have float32 and float64)"], counts
     assert len(ours["warnings"]) == 1, ours["warnings"]
     assert "Keras' own update_step" in ours["warnings"][0] and dtype in ours["warnings"][0]
 

@@ -56,7 +56,10 @@ def variable_copies() -> int:
     shared with a pending read and TensorFlow copied it first (copy-on-write: a whole extra
     pass over that variable).  Inside ``tf.function`` the optimizers order their updates after
     every gradient is computed, which releases the backward pass' reads, so a training step
-    normally makes none.  0 when the op is not loaded."""
+    makes none.  One exception, once: when Keras creates the slots inside the traced step
+    (``model.fit`` does, unless the optimizer was built before), the first update copies some
+    slots whose buffer is still shared (measured: one per variable for Adam, two with AMSGrad,
+    none for SGD and plain RMSprop); later steps copy none.  0 when the op is not loaded."""
     module = _loader.load()
     if module is None:
         return 0

@@ -8,6 +8,9 @@ the build (source, kernel headers, flags, compiler), so a change to any of them 
 
 Two processes building at once are safe: a file lock serialises them, and the library is written to
 a temporary file and renamed into place (an atomic step), so nobody ever loads a half-written file.
+A failed build is remembered beside it (``<name>.failed``, the error and the compiler's output), so
+later processes report it without compiling again; ``build(force=True)`` (``python -m pyoptim.keras
+build --force``) tries again.
 
 Flags: TensorFlow's own (``tf.sysconfig.get_compile_flags()`` / ``get_link_flags()``), C++17,
 ``-O3 -ffp-contract=off -fno-math-errno`` (never ``-ffast-math``: results must equal Keras' to the
@@ -16,6 +19,7 @@ bit) and the vector instruction set the NumPy core uses on this CPU (``pyoptim.g
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -223,17 +227,23 @@ def compile_to(isa: str, output: Path) -> None:
 def build(force: bool = False, verbose: bool = False) -> Path:
     """Compile the op if it is not cached yet (or ``force``), and return the library's path.
 
-    Raises :class:`BuildError` when compilation fails."""
+    Raises :class:`BuildError` when compilation fails, or failed before under the same key
+    (unless ``force``)."""
     isa = selected_isa()
     target = library_path(isa)
+    failure = target.with_suffix(".failed")
     with _thread_lock:
         if target.is_file() and not force:
             return target
+        if not force:
+            _raise_remembered(failure)
         target.parent.mkdir(parents=True, exist_ok=True)
         with _FileLock(target.with_suffix(".lock")):
             # Another process may have finished the build while we waited for the lock.
             if target.is_file() and not force:
                 return target
+            if not force:
+                _raise_remembered(failure)
             fd, tmp_name = tempfile.mkstemp(prefix=target.stem + ".", suffix=".tmp",
                                             dir=target.parent)
             os.close(fd)
@@ -250,7 +260,24 @@ def build(force: bool = False, verbose: bool = False) -> Path:
                 compile_to(isa, tmp)
                 os.chmod(tmp, 0o755)
                 os.replace(tmp, target)  # atomic: readers see no file or the whole file
+            except BuildError as exc:
+                # Remembered under the same key as the library (TensorFlow, flags, sources,
+                # compiler), so that later processes do not run the compiler again for nothing.
+                failure.write_text(json.dumps({"message": str(exc), "log": exc.log}))
+                raise
             finally:
                 if tmp.exists():
                     tmp.unlink()
+            if failure.exists():
+                failure.unlink()
     return target
+
+
+def _raise_remembered(failure: Path) -> None:
+    """Raise the build error recorded in ``failure`` by an earlier process, if there is one."""
+    try:
+        record = json.loads(failure.read_text())
+    except (OSError, ValueError):
+        return
+    raise BuildError(f"{record['message']} (remembered from an earlier attempt; "
+                     "`python -m pyoptim.keras build --force` tries again)", record.get("log", ""))

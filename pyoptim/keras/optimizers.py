@@ -22,8 +22,7 @@ TensorFlow, or an op that failed to build or load.  ``opt.path_counts()`` and
 from __future__ import annotations
 
 import dataclasses
-import threading
-import warnings
+import inspect
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import keras
@@ -31,10 +30,9 @@ import tensorflow as tf
 from keras import ops
 
 from . import _graph_rmsprop, _loader
+from ._warn import warn_once
 
 _FAST_DTYPES = (tf.float32, tf.float64)
-_warned: set = set()
-_warned_lock = threading.Lock()
 _gpu_present: Optional[bool] = None
 
 
@@ -46,20 +44,6 @@ class _PathStats:
     fast: int = 0
     fallback: int = 0
     reasons: Dict[str, int] = dataclasses.field(default_factory=dict)
-
-
-def _warn_once(class_name: str, reason: str) -> None:
-    key = (class_name, reason.split(":")[0])
-    with _warned_lock:
-        if key in _warned:
-            return
-        _warned.add(key)
-    warnings.warn(
-        f"pyoptim.keras.{class_name}: running Keras' own update_step (same results, without "
-        f"pyoptim's kernels) because {reason}. This warning is shown once.",
-        RuntimeWarning,
-        stacklevel=4,
-    )
 
 
 def _gpu_devices_present() -> bool:
@@ -153,6 +137,24 @@ class _FastPathMixin:
         s = self._pyoptim_stats()
         return {"fast": s.fast, "fallback": s.fallback, "reasons": dict(s.reasons)}
 
+    def __repr__(self) -> str:
+        """``pyoptim.keras.Adam(learning_rate=0.001, amsgrad=True)``: the learning rate and every
+        argument of ``get_config()`` that differs from the constructor's default."""
+        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        parts = []
+        for key, value in self.get_config().items():
+            if key != "learning_rate" and (key not in defaults or value == defaults[key]):
+                continue
+            if isinstance(value, float):
+                shown = f"{value:.7g}"  # float32 values without their float64 tail
+            elif isinstance(value, dict) and "class_name" in value:
+                shown = f"<{value['class_name']}>"  # a serialised schedule
+            else:
+                shown = repr(value)
+            parts.append(f"{key}={shown}")
+        return f"pyoptim.keras.{type(self).__name__}({', '.join(parts)})"
+
     def _barrier_member(self, gradient: tf.Tensor) -> bool:
         """Whether ``gradient`` may get a control edge to the barrier (see _gradient_barrier)."""
         return True
@@ -173,11 +175,11 @@ class _FastPathMixin:
         barrier = self.__dict__.get("_pyoptim_barrier")
         return tf.control_dependencies([barrier] if barrier is not None else [])
 
-    def _fallback(self, reason: str) -> None:
+    def _fallback(self, reason: str, variable: Optional[str] = None) -> None:
         s = self._pyoptim_stats()
         s.fallback += 1
         s.reasons[reason] = s.reasons.get(reason, 0) + 1
-        _warn_once(type(self).__name__, reason)
+        warn_once(type(self).__name__, reason, variable)
 
     def _fast_op(self, gradient: Any, variable: Any, slots: List[Any],
                  scalars: Callable[[], List[Any]] = lambda: [],
@@ -186,7 +188,14 @@ class _FastPathMixin:
         with ``gradient``, else ``(None, [])`` after recording and warning why.  ``scalars()``
         lists the Python hyperparameters the kernel takes, converted by :func:`_operand`;
         ``check()`` returns a further reason to fall back, or None."""
-        reason = self._fast_path_blocker(gradient, variable, slots)
+        reason = self._variable_blocker(gradient, variable, slots)
+        if reason is not None:
+            # Only this variable falls back; the warning names it (a TF variable's name without
+            # its ":0").
+            name = getattr(variable, "path", None) or str(getattr(variable, "name", variable))
+            self._fallback(reason, name.split(":")[0])
+            return None, []
+        reason = self._fast_path_blocker()
         if reason is None:
             reason = check()
         converted: List[Optional[tf.Tensor]] = []
@@ -204,16 +213,23 @@ class _FastPathMixin:
         self._pyoptim_stats().fast += 1
         return _loader.load(), converted
 
-    def _fast_path_blocker(self, gradient: Any, variable: Any, slots: List[Any]) -> Optional[str]:
+    def _fast_path_blocker(self) -> Optional[str]:
+        """Why no variable of this update can take the kernels (None: they can)."""
         if keras.backend.backend() != "tensorflow":
             return f"the Keras backend is {keras.backend.backend()!r}, not 'tensorflow'"
-        if isinstance(gradient, tf.IndexedSlices):
-            return "the gradient is sparse (tf.IndexedSlices, e.g. from an Embedding layer)"
-        dtype = tf.as_dtype(variable.dtype)
-        if dtype not in _FAST_DTYPES:
-            return f"the variable dtype is {dtype.name} (the kernels have float32 and float64)"
         if _in_xla_context():
             return "the update is compiled with XLA (jit_compile=True)"
+        if _loader.load() is None:
+            return f"the TensorFlow op is unavailable: {_loader.error()}"
+        return None
+
+    def _variable_blocker(self, gradient: Any, variable: Any, slots: List[Any]) -> Optional[str]:
+        """Why this one variable cannot take the kernels (None: it can)."""
+        if isinstance(gradient, tf.IndexedSlices):
+            return "its gradient is sparse (tf.IndexedSlices, e.g. from an Embedding layer)"
+        dtype = tf.as_dtype(variable.dtype)
+        if dtype not in _FAST_DTYPES:
+            return f"its dtype is {dtype.name} (the kernels have float32 and float64)"
         for v in [variable] + slots:
             tv = _tf_variable(v)
             if not hasattr(tv, "handle"):
@@ -221,11 +237,9 @@ class _FastPathMixin:
             device = getattr(tv, "device", "") or ""
             kind = tf.DeviceSpec.from_string(device).device_type if device else None
             if kind is not None and kind != "CPU":
-                return f"the variable is on {kind} (the op runs on CPU)"
+                return f"it is on {kind} (the op runs on CPU)"
             if kind is None and _gpu_devices_present():
-                return "the variable has no CPU placement"
-        if _loader.load() is None:
-            return f"the TensorFlow op is unavailable: {_loader.error()}"
+                return "it has no CPU placement while a GPU is present"
         return None
 
 
