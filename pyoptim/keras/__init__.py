@@ -12,26 +12,42 @@ result is cached, see :func:`status`), or ahead of time with ``python -m pyoptim
 Where it cannot serve (XLA, sparse gradients, other dtypes, non-CPU variables, build failure) the
 optimizers run Keras' own ``update_step`` with a one-time warning; :func:`status`,
 :func:`fast_path_available`, :func:`kernel_calls` and ``optimizer.path_counts()`` tell which path
-ran; :func:`variable_copies` counts variables copied before an update (copy-on-write).  Importing
-this module imports TensorFlow; ``import pyoptim`` alone never does.  Import ``pyoptim.keras``
-before ``keras.models.load_model`` so saved models find the classes (they are registered as
-``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam``).
+ran; :func:`variable_copies` counts variables copied before an update (copy-on-write).  Import
+``pyoptim.keras`` before ``keras.models.load_model`` so saved models find the classes (they are
+registered as ``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam``).
+
+On Keras' other backends (``KERAS_BACKEND=torch`` or ``jax``) the classes are exactly the
+optimizers ``keras.optimizers`` gives there (see :mod:`pyoptim.keras.native`): the kernels serve
+the TensorFlow backend only, and this module then never imports TensorFlow.  On the TensorFlow
+backend importing it imports TensorFlow; ``import pyoptim`` alone never does.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+import importlib.metadata
+import sys
+from typing import Any, Dict, Optional
 
-import tensorflow as tf
+import keras
 
-from . import _build, _loader
-from .optimizers import SGD, Adam, RMSprop
+import pyoptim
 
+from . import _build
+
+BACKEND = keras.backend.backend()
+_TENSORFLOW = BACKEND == "tensorflow"
 _KERNELS = ("sgd", "rmsprop", "adam")
+
+if _TENSORFLOW:
+    from . import _loader
+    from .optimizers import SGD, Adam, RMSprop
+else:
+    from .native import SGD, Adam, RMSprop
 
 
 def fast_path_available() -> bool:
-    """True when the custom op is built and loaded (builds it on the first call if needed)."""
-    return _loader.load() is not None
+    """True when the custom op is built and loaded (builds it on the first call if needed);
+    always False on a Keras backend other than TensorFlow."""
+    return _TENSORFLOW and _loader.load() is not None
 
 
 def build(force: bool = False, verbose: bool = False) -> str:
@@ -43,9 +59,11 @@ def build(force: bool = False, verbose: bool = False) -> str:
 def kernel_calls() -> Dict[str, int]:
     """How many times each kernel has run in this process (``{"sgd": n, "rmsprop": n,
     "adam": n}``), counted inside the op; all zero when the op is not loaded."""
-    module = _loader.load()
-    if module is None:
+    if not fast_path_available():
         return {k: 0 for k in _KERNELS}
+    import tensorflow as tf
+
+    module = _loader.load()
     with tf.device("/CPU:0"):
         counts = module.pyoptim_kernel_calls().numpy().tolist()
     return dict(zip(_KERNELS, (int(c) for c in counts)))
@@ -60,9 +78,11 @@ def variable_copies() -> int:
     (``model.fit`` does, unless the optimizer was built before), the first update copies some
     slots whose buffer is still shared (measured: one per variable for Adam, two with AMSGrad,
     none for SGD and plain RMSprop); later steps copy none.  0 when the op is not loaded."""
-    module = _loader.load()
-    if module is None:
+    if not fast_path_available():
         return 0
+    import tensorflow as tf
+
+    module = _loader.load()
     with tf.device("/CPU:0"):
         return int(module.pyoptim_variable_copies().numpy())
 
@@ -71,21 +91,43 @@ def status() -> Dict[str, Any]:
     """Which path the optimizers use and why: ``fast_path_available``, ``library`` (path of the
     loaded op), ``error`` (why it is unavailable, one line), ``build_log`` (for a failed build,
     the compiler command and its whole output), ``isa`` (the op's instruction set, fixed when it
-    is loaded: a later ``pyoptim.set_isa`` changes the NumPy core only), ``tensorflow``, ``cache_dir``,
-    ``kernel_calls``, ``variable_copies``."""
+    is loaded: a later ``pyoptim.set_isa`` changes the NumPy core only), ``keras_backend``,
+    ``tensorflow`` (its installed version, or None), ``cache_dir``, ``kernel_calls``,
+    ``variable_copies``."""
     available = fast_path_available()
+    if _TENSORFLOW:
+        error, log, isa = _loader.error(), _loader.log(), _loader.isa()
+        library = str(_loader.path()) if _loader.path() else None
+    else:
+        error = (f"the Keras backend is {BACKEND!r}: pyoptim's kernels serve the TensorFlow "
+                 "backend only, and pyoptim.keras' optimizers are Keras' own for this backend")
+        log, isa, library = None, pyoptim.get_isa(), None
     return {
         "fast_path_available": available,
-        "library": str(_loader.path()) if _loader.path() else None,
-        "error": _loader.error(),
-        "build_log": _loader.log(),
-        "isa": _loader.isa(),
-        "tensorflow": tf.__version__,
+        "library": library,
+        "error": error,
+        "build_log": log,
+        "isa": isa,
+        "keras_backend": BACKEND,
+        "tensorflow": _tensorflow_version(),
         "cache_dir": str(_build.cache_dir()),
         "kernel_calls": kernel_calls(),
         "variable_copies": variable_copies(),
     }
 
 
-__all__ = ["SGD", "RMSprop", "Adam", "build", "fast_path_available", "kernel_calls", "status",
-           "variable_copies"]
+def _tensorflow_version() -> Optional[str]:
+    """The installed TensorFlow's version, without importing it (None when not installed)."""
+    module = sys.modules.get("tensorflow")  # None, too, when imports of it are blocked
+    if module is not None:
+        return str(module.__version__)
+    for distribution in ("tensorflow-cpu", "tensorflow", "tf-nightly"):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+__all__ = ["BACKEND", "SGD", "RMSprop", "Adam", "build", "fast_path_available", "kernel_calls",
+           "status", "variable_copies"]

@@ -8,41 +8,51 @@ code, the line a user can act on.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import sysconfig
 import threading
 import warnings
 from types import FrameType
-from typing import Optional, Set, Tuple
+from typing import List, Optional, Set, Tuple
 
-import keras
-import tensorflow as tf
-
-import pyoptim
+# Packages between a user's call and update_step (Keras, its backends, their helpers).
+_LIBRARIES = ("pyoptim", "keras", "tensorflow", "tf_keras", "torch", "jax", "jaxlib", "optree")
 
 
-def _directory(module: object) -> str:
-    return os.path.dirname(os.path.realpath(getattr(module, "__file__", "") or "")) + os.sep
+def _library_dirs() -> Tuple[str, ...]:
+    """The directories of the installed _LIBRARIES (found without importing them) and of
+    Python's standard library."""
+    dirs: List[str] = [os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep]
+    for name in _LIBRARIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            dirs.append(os.path.realpath(location) + os.sep)
+    return tuple(dirs)
 
 
-# Frames from these directories are not the user's: the libraries and Python's own modules.
-_LIBRARY_DIRS = tuple({_directory(keras), _directory(tf), _directory(pyoptim),
-                       os.path.realpath(sysconfig.get_paths()["stdlib"]) + os.sep})
+# Frames from these directories are not the user's.
+_LIBRARY_DIRS = _library_dirs()
 _warned: Set[Tuple[str, str]] = set()
 _lock = threading.Lock()
 
 
 def _is_library(frame: FrameType) -> bool:
     name = frame.f_code.co_filename
-    if name.startswith("<") or "__autograph_generated_file" in name:
-        return True  # frozen modules, exec'd code, AutoGraph's conversion of a user function
+    if name.startswith("<frozen") or "__autograph_generated_file" in name:
+        return True  # Python's frozen modules, AutoGraph's conversion of a user function
+    if name.startswith("<"):
+        return False  # the user's `python -c`, stdin, a notebook cell
     return os.path.realpath(name).startswith(_LIBRARY_DIRS)
 
 
 def user_stacklevel() -> int:
     """The ``stacklevel`` for a ``warnings.warn`` call made by this function's caller that names
-    the innermost frame outside Keras, TensorFlow, pyoptim and the standard library (2, the
+    the innermost frame outside Keras, its backends, pyoptim and the standard library (2, the
     caller's caller, when every frame is a library's)."""
     frame: Optional[FrameType] = sys._getframe(1)
     level = 1
@@ -52,11 +62,13 @@ def user_stacklevel() -> int:
     return level if frame is not None else 2
 
 
-def warn_once(class_name: str, reason: str, variable: Optional[str] = None) -> None:
+def warn_once(class_name: str, reason: str, variable: Optional[str] = None,
+              key: Optional[Tuple[str, str]] = None) -> None:
     """Warn that ``pyoptim.keras.<class_name>`` runs Keras' own update because of ``reason``;
-    once per class and kind of reason (the text before its first colon).  ``variable`` names the
-    one variable concerned when the reason is about that variable alone."""
-    key = (class_name, reason.split(":")[0])
+    once per ``key``: by default the class and the kind of reason (the text before its first
+    colon).  ``variable`` names the one variable concerned when the reason is about that
+    variable alone."""
+    key = key or (class_name, reason.split(":")[0])
     with _lock:
         if key in _warned:
             return

@@ -21,8 +21,6 @@ TensorFlow, or an op that failed to build or load.  ``opt.path_counts()`` and
 """
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import keras
@@ -30,20 +28,10 @@ import tensorflow as tf
 from keras import ops
 
 from . import _graph_rmsprop, _loader
-from ._warn import warn_once
+from ._reporting import ReportingMixin
 
 _FAST_DTYPES = (tf.float32, tf.float64)
 _gpu_present: Optional[bool] = None
-
-
-@dataclasses.dataclass
-class _PathStats:
-    """How many ``update_step`` calls took each path.  In graph mode (``tf.function``) that is one
-    per variable per trace, in eager mode one per variable per step."""
-
-    fast: int = 0
-    fallback: int = 0
-    reasons: Dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _gpu_devices_present() -> bool:
@@ -118,42 +106,8 @@ def _producer(tensor: tf.Tensor) -> tf.Operation:
     return tensor.op
 
 
-class _FastPathMixin:
+class _FastPathMixin(ReportingMixin):
     """Shared decision logic: can the custom op serve this ``update_step``?"""
-
-    def _pyoptim_stats(self) -> _PathStats:
-        stats = self.__dict__.get("_pyoptim_path_stats")
-        if stats is None:
-            stats = _PathStats()
-            # Bypass Keras' attribute tracking: this is bookkeeping, not optimizer state.
-            object.__setattr__(self, "_pyoptim_path_stats", stats)
-        return stats
-
-    def path_counts(self) -> Dict[str, Any]:
-        """``{"fast": n, "fallback": n, "reasons": {reason: n}}``: how many ``update_step`` calls
-        ran pyoptim's kernel and how many ran Keras' code, and why.  Counted when the update is
-        built: once per variable per trace under ``tf.function``, once per step in eager mode.
-        :func:`pyoptim.keras.kernel_calls` counts kernel executions."""
-        s = self._pyoptim_stats()
-        return {"fast": s.fast, "fallback": s.fallback, "reasons": dict(s.reasons)}
-
-    def __repr__(self) -> str:
-        """``pyoptim.keras.Adam(learning_rate=0.001, amsgrad=True)``: the learning rate and every
-        argument of ``get_config()`` that differs from the constructor's default."""
-        defaults = {name: p.default for name, p in inspect.signature(type(self)).parameters.items()
-                    if p.default is not inspect.Parameter.empty}
-        parts = []
-        for key, value in self.get_config().items():
-            if key != "learning_rate" and (key not in defaults or value == defaults[key]):
-                continue
-            if isinstance(value, float):
-                shown = f"{value:.7g}"  # float32 values without their float64 tail
-            elif isinstance(value, dict) and "class_name" in value:
-                shown = f"<{value['class_name']}>"  # a serialised schedule
-            else:
-                shown = repr(value)
-            parts.append(f"{key}={shown}")
-        return f"pyoptim.keras.{type(self).__name__}({', '.join(parts)})"
 
     def _barrier_member(self, gradient: tf.Tensor) -> bool:
         """Whether ``gradient`` may get a control edge to the barrier (see _gradient_barrier)."""
@@ -174,12 +128,6 @@ class _FastPathMixin:
         """Context for creating a kernel op: it runs after every gradient is computed."""
         barrier = self.__dict__.get("_pyoptim_barrier")
         return tf.control_dependencies([barrier] if barrier is not None else [])
-
-    def _fallback(self, reason: str, variable: Optional[str] = None) -> None:
-        s = self._pyoptim_stats()
-        s.fallback += 1
-        s.reasons[reason] = s.reasons.get(reason, 0) + 1
-        warn_once(type(self).__name__, reason, variable)
 
     def _fast_op(self, gradient: Any, variable: Any, slots: List[Any],
                  scalars: Callable[[], List[Any]] = lambda: [],

@@ -1,0 +1,57 @@
+"""``SGD``, ``RMSprop`` and ``Adam`` on Keras backends other than TensorFlow (torch, JAX).
+
+pyoptim's kernels reach Keras through a TensorFlow custom op, so they serve the TensorFlow backend
+only.  On another backend each class here is exactly the optimizer ``keras.optimizers.<Name>``
+gives there: Keras resolves its generic classes to a backend's own implementation (on torch,
+``keras.optimizers.Adam()`` is a ``keras.src.backend.torch.optimizers.torch_adam.Adam``, whose
+update uses ``torch._foreach_*`` ops in its own operation order), and these classes subclass that
+resolved class, so the update, its bits and its speed are Keras' own.  What pyoptim adds: the
+``pyoptim>`` serialisation names (``keras.models.load_model`` finds them once ``pyoptim.keras`` is
+imported), ``path_counts()`` (every update counted as Keras' code, with the reason), ``repr`` and
+one warning per process saying that the kernels serve the TensorFlow backend only.
+
+Nothing here imports TensorFlow.
+"""
+from __future__ import annotations
+
+from typing import Type
+
+import keras
+
+from ._reporting import ReportingMixin
+
+
+def _resolved(generic: type) -> type:
+    """The class Keras instantiates for ``generic()`` on the current backend (its ``__new__``
+    may swap in a backend's own implementation)."""
+    return type(generic.__new__(generic))
+
+
+def _reason() -> str:
+    return (f"the Keras backend is {keras.backend.backend()!r}: pyoptim's kernels serve the "
+            "TensorFlow backend only")
+
+
+class _NativeMixin(ReportingMixin):
+    """Counts every update as Keras' code (with the backend as the reason) and warns once, at
+    the first update.  No ``__init__``: the constructor is Keras' own, signature included."""
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # One warning per process, whichever class is used first.
+        self._fallback(_reason(), count=len(trainable_variables),
+                       warning_key=("native", keras.backend.backend()))
+        return super()._backend_update_step(grads, trainable_variables, learning_rate)
+
+
+def _native_class(name: str, generic: Type[keras.optimizers.Optimizer]) -> type:
+    base = _resolved(generic)
+    doc = (f"``keras.optimizers.{name}`` as Keras gives it on this backend "
+           f"(``{base.__module__}.{base.__qualname__}``): the same arguments, update and bits; "
+           "pyoptim's kernels serve the TensorFlow backend only.")
+    cls = type(name, (_NativeMixin, base), {"__doc__": doc, "__module__": __name__})
+    return keras.saving.register_keras_serializable(package="pyoptim")(cls)
+
+
+SGD = _native_class("SGD", keras.optimizers.SGD)
+RMSprop = _native_class("RMSprop", keras.optimizers.RMSprop)
+Adam = _native_class("Adam", keras.optimizers.Adam)
