@@ -61,6 +61,9 @@ def test_adam_reaches_documented_accuracy_with_defaults(tmp_path):
     rows = table_rows(proc.stdout)
     assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
     assert [float(r[2]) for r in rows] == pytest.approx(adam["accuracy"], abs=5e-5)
+    # The prediction trace, by default on the first 3 test rows.
+    assert doc["prediction_trace"]["rows"] == [0, 1, 2]
+    assert "Prediction trace: 3 test row(s) through each trained model" in proc.stdout
 
 
 def test_full_trace_with_plot_json_and_compare_tf(tmp_path):
@@ -147,14 +150,16 @@ def test_trace_on_a_csv_file(tmp_path):
     csv.write_text("\n".join(lines) + "\n")
     js = tmp_path / "mine.json"
     proc = run_cli("trace", "--data", str(csv), "--epochs", "2", "--optimizers", "sgd", "--batch-size", "16",
-                   "--learning-rate", "0.05", "--json", str(js))
+                   "--learning-rate", "0.05", "--predict-rows", "none", "--json", str(js))
     assert proc.returncode == 0, proc.stderr
+    assert "Prediction trace" not in proc.stdout
     assert "Input(4) -> Dense(64, ReLU) -> Dense(3, softmax)" in proc.stdout
     assert "labels 3, 5, 7 -> 0..2" in proc.stdout
     doc = json.loads(js.read_text())
     assert doc["data"]["train_rows"] == 75 and doc["data"]["test_rows"] == 15
     assert doc["data"]["label_values"] == [3, 5, 7]
     assert doc["runs"]["sgd"]["learning_rate"] == 0.05
+    assert doc["prediction_trace"] is None and doc["settings"]["predict_rows"] == []
     assert len(table_rows(proc.stdout)) == 2
 
 
@@ -195,7 +200,7 @@ def test_help():
     sub = run_cli("trace", "--help")
     assert sub.returncode == 0
     for flag in ("--data", "--epochs", "--batch-size", "--learning-rate", "--optimizers", "--compare-tf",
-                 "--plot", "--json", "--seed", "--example"):
+                 "--plot", "--json", "--seed", "--example", "--predict-rows"):
         assert flag in sub.stdout
 
 
@@ -217,6 +222,10 @@ BAD_INPUTS = {
     "epochs < 1": (lambda d: ["--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
     "negative learning rate": (lambda d: ["--learning-rate", "-0.1"], "--learning-rate: must be a positive"),
     "missing output directory": (lambda d: ["--json", str(d / "no" / "x.json")], "--json: directory does not exist"),
+    "predict row outside the test set": (lambda d: ["--predict-rows", "0,200"],
+                                         "--predict-rows: row 200 is outside the test set (200 rows, 0..199)"),
+    "predict row not an integer": (lambda d: ["--predict-rows", "1,x"],
+                                   "argument --predict-rows: row 'x' is not an integer"),
 }
 
 

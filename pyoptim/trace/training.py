@@ -40,6 +40,7 @@ class RunResult:
     update_path: str
     epochs: List[EpochRecord] = field(default_factory=list)
     final_weights: List[np.ndarray] = field(default_factory=list)
+    model: Any = field(default=None, repr=False, compare=False)  # the trained keras.Model
 
     @property
     def losses(self) -> List[float]:
@@ -90,7 +91,7 @@ def train_run(
 ) -> RunResult:
     """Train a fresh model (weights set to ``initial_weights``) with ``optimizer`` for
     ``len(orders)`` epochs; ``on_epoch`` is called after each epoch (progress).  The
-    caller fills in ``update_path``."""
+    caller fills in ``update_path``; ``result.model`` is the trained model."""
     model = build_model(x_train.shape[1], n_classes, hidden)
     model.set_weights([np.array(w, copy=True) for w in initial_weights])
     model.compile(optimizer=optimizer, loss=LOSS, metrics=[METRIC])
@@ -120,6 +121,7 @@ def train_run(
         if on_epoch is not None:
             on_epoch(result, record)
     result.final_weights = [np.array(w, copy=True) for w in model.get_weights()]
+    result.model = model
     return result
 
 
