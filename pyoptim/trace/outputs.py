@@ -42,7 +42,8 @@ def run_to_json(run: RunResult) -> Dict[str, Any]:
         "epoch_seconds": [e.seconds for e in run.epochs],
         "final_test_loss": _number(run.test_loss),
         "final_test_accuracy": _number(run.test_accuracy),
-        "median_epoch_seconds": run.median_epoch_seconds,
+        "first_epoch_seconds": run.first_epoch_seconds,
+        "median_epoch_seconds": run.median_epoch_seconds,  # epochs 2..; null with one epoch
     }
 
 
@@ -112,8 +113,10 @@ def trace_to_json(
 ) -> Dict[str, Any]:
     """Everything the trace measured.  Per optimizer, per-epoch lists (training loss and
     accuracy as Keras reports them for the epoch, test loss and accuracy after it,
-    seconds of the epoch's fit call); with --compare-tf the max absolute differences;
-    ``prediction_trace`` (from :func:`prediction_to_json`, null when turned off)."""
+    seconds of the epoch's fit call), ``first_epoch_seconds`` (includes graph tracing) and
+    ``median_epoch_seconds`` (median over epochs 2 and later, null with one epoch); with
+    --compare-tf the max absolute differences; ``prediction_trace`` (from
+    :func:`prediction_to_json`, null when turned off)."""
     out: Dict[str, Any] = {
         "format": JSON_FORMAT,
         "settings": settings,

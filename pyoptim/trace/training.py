@@ -59,9 +59,16 @@ class RunResult:
         return self.epochs[-1].test_accuracy
 
     @property
-    def median_epoch_seconds(self) -> float:
-        """Median wall time per epoch (robust to the first epoch's graph tracing)."""
-        return float(np.median([e.seconds for e in self.epochs]))
+    def first_epoch_seconds(self) -> float:
+        """Wall time of the first epoch, which includes tracing the training graph."""
+        return self.epochs[0].seconds
+
+    @property
+    def median_epoch_seconds(self) -> Optional[float]:
+        """Median wall time of the epochs after the first (the first includes graph
+        tracing and is reported apart); None when there was only one epoch."""
+        later = [e.seconds for e in self.epochs[1:]]
+        return float(np.median(later)) if later else None
 
 
 def epoch_orders(n_train: int, epochs: int, seed: int) -> List[np.ndarray]:
