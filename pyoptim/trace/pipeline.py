@@ -1,7 +1,7 @@
 """The trace pipeline behind ``pyoptim trace``: data -> scaling -> (no feature
 engineering) -> training per optimizer -> evaluation, printed stage by stage, then the
-chart, the prediction trace, the comparison and the output files.  TensorFlow is imported only once the data
-has been read and checked."""
+chart, the prediction trace, the comparison and the output files.  TensorFlow is
+imported only once the data (and --predict-rows) have been read and checked."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -104,7 +104,8 @@ def run_trace(args: TraceOptions) -> int:
 
     _say(report.heading("Training loss per epoch"))
     _say(loss_chart({r.name: r.losses for r in runs}))
-    predictions = [trace_predictions(r.name, r.model, x_test, data.y_test, predict_rows) for r in runs] if predict_rows else []
+    predictions = [trace_predictions(r.name, r.model, x_test, data.y_test, predict_rows)
+                   for r in runs] if predict_rows else []
     if predictions:
         _say(prediction_section(predictions, data.label_values))
     _say(report.final_comparison(runs, x_test.shape[0]))
