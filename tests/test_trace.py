@@ -61,6 +61,9 @@ def test_adam_reaches_documented_accuracy_with_defaults(tmp_path):
     rows = table_rows(proc.stdout)
     assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
     assert [float(r[2]) for r in rows] == pytest.approx(adam["accuracy"], abs=5e-5)
+    # The prediction trace, by default on the first 3 test rows.
+    assert doc["prediction_trace"]["rows"] == [0, 1, 2]
+    assert "Prediction trace: 3 test row(s) through each trained model" in proc.stdout
 
 
 def test_full_trace_with_plot_json_and_compare_tf(tmp_path):
@@ -147,14 +150,16 @@ def test_trace_on_a_csv_file(tmp_path):
     csv.write_text("\n".join(lines) + "\n")
     js = tmp_path / "mine.json"
     proc = run_cli("trace", "--data", str(csv), "--epochs", "2", "--optimizers", "sgd", "--batch-size", "16",
-                   "--learning-rate", "0.05", "--json", str(js))
+                   "--learning-rate", "0.05", "--predict-rows", "none", "--json", str(js))
     assert proc.returncode == 0, proc.stderr
+    assert "Prediction trace" not in proc.stdout
     assert "Input(4) -> Dense(64, ReLU) -> Dense(3, softmax)" in proc.stdout
     assert "labels 3, 5, 7 -> 0..2" in proc.stdout
     doc = json.loads(js.read_text())
     assert doc["data"]["train_rows"] == 75 and doc["data"]["test_rows"] == 15
     assert doc["data"]["label_values"] == [3, 5, 7]
     assert doc["runs"]["sgd"]["learning_rate"] == 0.05
+    assert doc["prediction_trace"] is None and doc["settings"]["predict_rows"] == []
     assert len(table_rows(proc.stdout)) == 2
 
 
@@ -195,7 +200,7 @@ def test_help():
     sub = run_cli("trace", "--help")
     assert sub.returncode == 0
     for flag in ("--data", "--epochs", "--batch-size", "--learning-rate", "--optimizers", "--compare-tf",
-                 "--plot", "--json", "--seed", "--example"):
+                 "--plot", "--json", "--seed", "--example", "--predict-rows"):
         assert flag in sub.stdout
 
 
@@ -217,6 +222,10 @@ BAD_INPUTS = {
     "epochs < 1": (lambda d: ["--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
     "negative learning rate": (lambda d: ["--learning-rate", "-0.1"], "--learning-rate: must be a positive"),
     "missing output directory": (lambda d: ["--json", str(d / "no" / "x.json")], "--json: directory does not exist"),
+    "predict row outside the test set": (lambda d: ["--predict-rows", "0,200"],
+                                         "--predict-rows: row 200 is outside the test set (200 rows, 0..199)"),
+    "predict row not an integer": (lambda d: ["--predict-rows", "1,x"],
+                                   "argument --predict-rows: row 'x' is not an integer"),
 }
 
 
@@ -261,6 +270,9 @@ def test_csv_split_is_seeded_and_header_skipped(tmp_path):
     assert np.array_equal(d1.x_test, d2.x_test)
     with pytest.raises(TraceInputError, match="at least 2 classes"):
         load_csv(_csv(tmp_path, "one.csv", "1,2,4\n3,4,4\n"), seed=0)
+    # Every label 0: the message names the label and the count of classes, not "found only 0".
+    with pytest.raises(TraceInputError, match=r"every row has the label 0 \(1 class\)"):
+        load_csv(_csv(tmp_path, "zero.csv", "1,2,0\n3,4,0\n5,6,0\n"), seed=0)
 
 
 def test_observations_follow_the_trend():
@@ -285,3 +297,77 @@ def test_loss_chart_places_every_optimizer():
     assert bottom and bottom[0].rstrip().endswith("S")
     assert "A" in chart and "S = sgd, A = adam" in chart
     assert "1  2  3  epoch" in chart
+
+
+# ------------------------------------------------ divergence, widths, timing, TF log
+
+
+def test_observations_recognise_divergence_and_chance():
+    # The [api-polish] case: --learning-rate 1e6 --optimizers sgd --epochs 2 (losses 1.1e20, 1.0e6).
+    first = observe([1.1e20, 1.0e6], [0.34, 0.337], 0, 3, 2)
+    second = observe([1.1e20, 1.0e6], [0.34, 0.337], 1, 3, 2)
+    assert first == second == "diverged: loss > 10x guessing's 1.10, accuracy at chance", (first, second)
+    assert observe([1.0, 50.0], [0.5, 0.6], 1, 3, 2) == "diverged: loss > 10x guessing's 1.10 (lower the learning rate)"
+    grew = observe([1.0, 3.5], [0.6, 0.5], 1, 3, 5)
+    assert grew == "diverging: loss grew 3.5x (lower the learning rate)"
+    stuck = observe([1.1, 0.8], [0.35, 0.36], 1, 3, 2)
+    assert stuck == "loss dropping fast (-27%), accuracy still at chance (33%)"  # no "more epochs would help"
+    assert observe([1.1, 0.8], [0.5, 0.7], 1, 3, 2).endswith("more epochs would help")
+
+
+def test_numbers_fit_their_columns():
+    from pyoptim.trace.number_format import fit
+    from pyoptim.trace.report import TABLE_HEADER as HEADER, table_row
+    from pyoptim.trace.training import EpochRecord
+
+    assert fit(0.5, 7, 4) == " 0.5000" and fit(12.34567, 7, 4) == "12.3457"
+    assert fit(1.1053e20, 7, 4) == "1.1e+20" and fit(1015069.6, 7, 4) == "1.0e+06"
+    assert fit(-1.1e20, 7, 4) == " -1e+20" and fit(float("nan"), 7, 4) == "    nan"
+    for loss in (0.25, 1015069.625, 1.105e20, float("inf")):
+        row = table_row(EpochRecord(1, loss, 0.34, loss, 0.33, 0.25), "x")
+        assert [i for i, c in enumerate(row) if c == "|"] == [i for i, c in enumerate(HEADER) if c == "|"], row
+
+
+def test_time_per_epoch_leaves_out_the_tracing_epoch():
+    from pyoptim.trace.report import final_comparison
+    from pyoptim.trace.training import EpochRecord, RunResult
+
+    two = RunResult("sgd", "SGD()", "pyoptim.keras", 0.01, "", [EpochRecord(1, 1.0, 0.5, 1.0, 0.5, 0.29),
+                                                                  EpochRecord(2, 0.9, 0.6, 0.9, 0.6, 0.10)])
+    assert two.median_epoch_seconds == pytest.approx(0.10) and two.first_epoch_seconds == pytest.approx(0.29)
+    text = final_comparison([two], 200)
+    row = [line for line in text.splitlines() if line.startswith("sgd")][0]
+    assert row.endswith("|     0.100s |     0.29s"), row
+    assert "over epochs 2 and later; the 1st epoch, which\nincludes graph tracing, is left out" in text
+    one = RunResult("sgd", "SGD()", "pyoptim.keras", 0.01, "", [EpochRecord(1, 1.0, 0.5, 1.0, 0.5, 0.29)])
+    assert one.median_epoch_seconds is None
+    row = [line for line in final_comparison([one], 200).splitlines() if line.startswith("sgd")][0]
+    assert row.endswith("|        n/a |     0.29s"), row
+
+
+def test_diverging_run_end_to_end():
+    proc = run_cli("trace", "--learning-rate", "1e6", "--optimizers", "sgd", "--epochs", "2", "--predict-rows", "none")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = lines.index(TABLE_HEADER)
+    bars = [i for i, c in enumerate(TABLE_HEADER) if c == "|"]
+    for row in lines[header + 2: header + 4]:
+        assert [i for i, c in enumerate(row) if c == "|"][:4] == bars, row
+        assert row.split("|")[4].strip().startswith("diverged"), row
+    assert "dropping fast" not in proc.stdout
+    assert all(len(line) <= 100 for line in lines[header:])
+
+
+IMPORT_KERAS = "from pyoptim.trace.tensorflow_import import import_keras; import_keras()"
+
+
+@pytest.mark.parametrize("level, expected", [(None, 0), ("0", 1)])
+def test_onednn_line_at_most_once(level, expected):
+    """TensorFlow 2.21 logs the oneDNN line from two libraries, past TF_CPP_MIN_LOG_LEVEL;
+    import_keras drops it by default and shows it once when the user asks for INFO logs."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = level
+    proc = subprocess.run([sys.executable, "-c", IMPORT_KERAS], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("oneDNN custom operations are on") == expected, proc.stderr

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Sequence
 
+from .number_format import fit
+
 HEIGHT = 12
 MAX_COLUMNS = 60
 SEVERAL = "*"
@@ -53,7 +55,7 @@ def loss_chart(series: Dict[str, Sequence[float]], height: int = HEIGHT) -> str:
             x = c * spacing + spacing - 1
             cell = grid[row][x]
             grid[row][x] = marks[name] if cell in (" ", marks[name]) else SEVERAL
-    labels = [f"{hi - r * step:.3f}" for r in range(height)]
+    labels = [fit(hi - r * step, 9, 3).strip() for r in range(height)]
     label_width = max(len(s) for s in labels)
     lines = [f"{labels[r]:>{label_width}} |{''.join(grid[r])}".rstrip() for r in range(height)]
     lines.append(" " * label_width + " +" + "-" * width)

@@ -1,7 +1,9 @@
 """The ``pyoptim`` command line: ``pyoptim trace [options]`` and ``pyoptim trace --example rmsprop-step``.
 
 Bad input (missing or malformed data file, unknown optimizer, out-of-range flag) ends
-with one line ``pyoptim trace: error: <message>`` on stderr and exit status 2."""
+with one line ``pyoptim trace: error: <message>`` on stderr and exit status 2; a failed
+self-check of the reported numbers (the prediction trace against ``model.predict``) the
+same way with exit status 1."""
 from __future__ import annotations
 
 import argparse
@@ -9,10 +11,11 @@ import math
 import sys
 from typing import List, NoReturn, Optional, Sequence
 
-from .errors import TraceInputError
+from .errors import TraceCheckError, TraceInputError
 from .example import EXAMPLES, rmsprop_step_text
 from .optimizer_choice import SPECS, parse_optimizer_names
 
+EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -61,6 +64,15 @@ def _optimizer_list(text: str) -> List[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _predict_rows(text: str) -> List[int]:
+    from .prediction import parse_rows
+
+    try:
+        return parse_rows(text)
+    except TraceInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -84,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--compare-tf", action="store_true", help="also train with keras.optimizers and show that the numbers agree")
     trace.add_argument("--plot", metavar="FILE.png", help="write loss and accuracy curves (matplotlib)")
     trace.add_argument("--json", metavar="FILE", help="write the raw numbers as JSON")
+    trace.add_argument("--predict-rows", type=_predict_rows, default=None, metavar="ROWS",
+                       help="test rows (0-based, comma-separated) followed through each trained model in the "
+                            "prediction trace, or 'none' to leave it out (default: 0,1,2)")
     trace.add_argument("--example", choices=EXAMPLES, help="print a worked example instead (rmsprop-step: one RMSprop step by hand, NumPy only)")
     return parser
 
@@ -104,11 +119,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run_trace(TraceOptions(
             data=args.data, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
             optimizers=list(args.optimizers), hidden=args.hidden, seed=args.seed, compare_tf=args.compare_tf,
-            plot=args.plot, json=args.json,
+            plot=args.plot, json=args.json, predict_rows=args.predict_rows,
         ))
     except TraceInputError as exc:
         print(f"pyoptim trace: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT
+    except TraceCheckError as exc:
+        print(f"pyoptim trace: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CHECK_FAILED
     except KeyboardInterrupt:
         print("pyoptim trace: interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED

@@ -160,7 +160,10 @@ def load_csv(path: str, seed: int) -> Dataset:
     x, raw_labels = table[:, :-1], table[:, -1].astype(np.int64)
     label_values, y = np.unique(raw_labels, return_inverse=True)
     if len(label_values) < 2:
-        raise TraceInputError(f"{path}: needs at least 2 classes in the last column, found only {int(label_values[0])}")
+        raise TraceInputError(
+            f"{path}: needs at least 2 classes in the last column, but every row has the label {int(label_values[0])} "
+            "(1 class)"
+        )
     order = np.random.default_rng(seed).permutation(len(rows))
     n_test = max(1, int(round(len(rows) * CSV_TEST_FRACTION)))
     test, train = order[:n_test], order[n_test:]

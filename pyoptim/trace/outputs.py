@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .data import Dataset, MinMaxScaler
 from .errors import TraceInputError
+from .prediction import TOLERANCE, ModelPredictionTrace, RowPrediction
 from .training import Agreement, RunResult
 
 JSON_FORMAT = "pyoptim-trace/1"
@@ -41,7 +42,63 @@ def run_to_json(run: RunResult) -> Dict[str, Any]:
         "epoch_seconds": [e.seconds for e in run.epochs],
         "final_test_loss": _number(run.test_loss),
         "final_test_accuracy": _number(run.test_accuracy),
-        "median_epoch_seconds": run.median_epoch_seconds,
+        "first_epoch_seconds": run.first_epoch_seconds,
+        "median_epoch_seconds": run.median_epoch_seconds,  # epochs 2..; null with one epoch
+    }
+
+
+def _numbers(values: Any) -> List[Optional[float]]:
+    return [_number(float(v)) for v in values]
+
+
+def row_to_json(row: RowPrediction, label_values: Sequence[int]) -> Dict[str, Any]:
+    """One traced test row: every layer's values (float32 values as JSON numbers)."""
+    return {
+        "row": row.row,
+        "input": _numbers(row.features),
+        "pre_activation": _numbers(row.pre_activation),
+        "hidden": _numbers(row.hidden),
+        "active_units": row.active_units,
+        "largest_hidden": [[unit, value] for unit, value in row.top_units()],
+        "logits": _numbers(row.logits),
+        "probabilities": _numbers(row.probabilities),
+        "model_predict": _numbers(row.model_probabilities),
+        "predicted_class": row.predicted_class,
+        "true_class": row.true_class,
+        "predicted_label": label_values[row.predicted_class],
+        "true_label": label_values[row.true_class],
+    }
+
+
+def prediction_to_json(traces: Sequence[ModelPredictionTrace], rows: Sequence[int],
+                       label_values: Sequence[int]) -> Dict[str, Any]:
+    """The prediction trace: formulas, the rows, and per optimizer the layers of each row
+    and the largest differences from the model found by the check."""
+    return {
+        "rows": list(rows),
+        "formulas": {
+            "pre_activation": "z1 = x W1 + b1",
+            "hidden": "h = max(z1, 0)",
+            "logits": "z2 = h W2 + b2",
+            "probabilities": "p = softmax(z2) = exp(z2 - max z2) / sum(exp(z2 - max z2))",
+            "predicted_class": "argmax p",
+            "active_units": "count of h > 0",
+        },
+        "dtype": "float32",
+        "check": {
+            "tolerance": TOLERANCE,
+            "rule": "max |numpy - keras| <= tolerance * max(1, max |keras|)",
+            "hidden_against": "model.get_layer('hidden')(x)",
+            "probabilities_against": "model.predict(x)",
+        },
+        "runs": {
+            t.name: {
+                "max_abs_diff_hidden": t.hidden_diff,
+                "max_abs_diff_probabilities": t.probability_diff,
+                "rows": [row_to_json(r, label_values) for r in t.rows],
+            }
+            for t in traces
+        },
     }
 
 
@@ -52,10 +109,14 @@ def trace_to_json(
     scaler: MinMaxScaler,
     runs: Sequence[RunResult],
     agreements: Optional[Sequence[Agreement]],
+    predictions: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Everything the trace measured.  Per optimizer, per-epoch lists (training loss and
     accuracy as Keras reports them for the epoch, test loss and accuracy after it,
-    seconds of the epoch's fit call); with --compare-tf the max absolute differences."""
+    seconds of the epoch's fit call), ``first_epoch_seconds`` (includes graph tracing) and
+    ``median_epoch_seconds`` (median over epochs 2 and later, null with one epoch); with
+    --compare-tf the max absolute differences; ``prediction_trace`` (from
+    :func:`prediction_to_json`, null when turned off)."""
     out: Dict[str, Any] = {
         "format": JSON_FORMAT,
         "settings": settings,
@@ -76,6 +137,7 @@ def trace_to_json(
         },
         "runs": {run.name: run_to_json(run) for run in runs},
         "compare_tf": None,
+        "prediction_trace": predictions,
     }
     if agreements is not None:
         out["compare_tf"] = {

@@ -1,7 +1,7 @@
 """The trace pipeline behind ``pyoptim trace``: data -> scaling -> (no feature
 engineering) -> training per optimizer -> evaluation, printed stage by stage, then the
-chart, the comparison and the output files.  TensorFlow is imported only once the data
-has been read and checked."""
+chart, the prediction trace, the comparison and the output files.  TensorFlow is
+imported only once the data (and --predict-rows) have been read and checked."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,8 +13,10 @@ from .data import MinMaxScaler, load_csv, synthetic_dataset
 from .model import initial_weights
 from .observations import observe
 from .optimizer_choice import KERAS, PYOPTIM, SPECS, kernel_calls, make_optimizer, prepare_fast_path, update_path
-from .outputs import check_output_path, trace_to_json, write_json, written
+from .outputs import check_output_path, prediction_to_json, trace_to_json, write_json, written
 from .plot import check_matplotlib, save_curves
+from .prediction import check_rows, default_rows, trace_predictions
+from .prediction_text import prediction_section
 from .training import Agreement, EpochRecord, RunResult, compare_runs, epoch_orders, train_run
 
 
@@ -33,6 +35,7 @@ class TraceOptions:
     compare_tf: bool = False
     plot: Optional[str] = None
     json: Optional[str] = None
+    predict_rows: Optional[List[int]] = None  # test rows of the prediction trace; None: the first 3, []: off
 
 
 def _say(text: str = "") -> None:
@@ -50,6 +53,8 @@ def run_trace(args: TraceOptions) -> int:
     data = load_csv(args.data, args.seed) if args.data else synthetic_dataset(args.seed)
     scaler = MinMaxScaler.fit(data.x_train)
     x_train, x_test = scaler.transform(data.x_train), scaler.transform(data.x_test)
+    predict_rows = default_rows(x_test.shape[0]) if args.predict_rows is None else list(args.predict_rows)
+    check_rows(predict_rows, x_test.shape[0])
 
     def lr_of(name: str) -> float:
         return SPECS[name].default_learning_rate if args.learning_rate is None else args.learning_rate
@@ -99,6 +104,10 @@ def run_trace(args: TraceOptions) -> int:
 
     _say(report.heading("Training loss per epoch"))
     _say(loss_chart({r.name: r.losses for r in runs}))
+    predictions = [trace_predictions(r.name, r.model, x_test, data.y_test, predict_rows)
+                   for r in runs] if predict_rows else []
+    if predictions:
+        _say(prediction_section(predictions, data.label_values))
     _say(report.final_comparison(runs, x_test.shape[0]))
     if args.compare_tf:
         _say(report.agreement_table(agreements))
@@ -108,10 +117,13 @@ def run_trace(args: TraceOptions) -> int:
         settings = {
             "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
             "learning_rate": args.learning_rate, "optimizers": args.optimizers, "hidden": args.hidden,
-            "seed": args.seed, "compare_tf": args.compare_tf, "update_path": path, "versions": _versions(),
+            "seed": args.seed, "compare_tf": args.compare_tf, "predict_rows": predict_rows,
+            "update_path": path, "versions": _versions(),
         }
+        prediction_json = prediction_to_json(predictions, predict_rows, data.label_values) if predictions else None
         write_json(trace_to_json(settings=settings, data=data, scaler=scaler, runs=runs,
-                                 agreements=agreements if args.compare_tf else None), args.json)
+                                 agreements=agreements if args.compare_tf else None,
+                                 predictions=prediction_json), args.json)
         paths.append(args.json)
     if args.plot:
         save_curves(runs, args.plot, f"pyoptim trace: {seeded}, batch {args.batch_size}")

@@ -10,6 +10,7 @@ import numpy as np
 
 from .data import Dataset
 from .model import describe_model, parameter_count
+from .number_format import fit
 from .training import Agreement, EpochRecord, RunResult
 
 RULE = "-" * 100
@@ -84,29 +85,31 @@ def table_header() -> str:
 
 def table_row(record: EpochRecord, observation: str) -> str:
     return (
-        f"{record.epoch:>5} | {record.loss:7.4f} | {record.accuracy:8.4f} | {record.seconds:6.2f}s | {observation}"
+        f"{record.epoch:>5} | {fit(record.loss, 7, 4)} | {record.accuracy:8.4f} | {fit(record.seconds, 6, 2)}s | {observation}"
     )
 
 
 def run_footer(run: RunResult) -> str:
     return (
-        f"test rows: loss {run.test_loss:.4f}, accuracy {run.test_accuracy:.4f}   "
+        f"test rows: loss {fit(run.test_loss, 7, 4).strip()}, accuracy {run.test_accuracy:.4f}   "
         f"update path: {run.update_path}"
     )
 
 
 def final_comparison(runs: Sequence[RunResult], n_test: int) -> str:
-    """Test loss, test accuracy and time per epoch (median; first epoch apart, since
-    it includes building the training graph)."""
+    """Test loss, test accuracy and time per epoch: the median over epochs 2.. (the 1st
+    epoch, which includes building the training graph, is its own column)."""
     lines = [
         heading(f"Final comparison on the {n_test} test rows"),
         f"{'Optimizer':<9} | {'Learning rate':>13} | {'Test loss':>9} | {'Test accuracy':>13} | {'Time/epoch':>10} | {'1st epoch':>9}",
         "-" * 10 + "+" + "-" * 15 + "+" + "-" * 11 + "+" + "-" * 15 + "+" + "-" * 12 + "+" + "-" * 10,
     ]
     for run in runs:
+        later = run.median_epoch_seconds
+        per_epoch = f"{fit(later, 9, 3)}s" if later is not None else f"{'n/a':>10}"
         lines.append(
-            f"{run.name:<9} | {run.learning_rate:13g} | {run.test_loss:9.4f} | {run.test_accuracy:13.4f} | "
-            f"{run.median_epoch_seconds:9.3f}s | {run.epochs[0].seconds:8.2f}s"
+            f"{run.name:<9} | {run.learning_rate:13g} | {fit(run.test_loss, 9, 4)} | {run.test_accuracy:13.4f} | "
+            f"{per_epoch} | {fit(run.first_epoch_seconds, 8, 2)}s"
         )
     finite = [r for r in runs if math.isfinite(r.test_loss)]
     if len(runs) > 1 and finite:
@@ -114,9 +117,14 @@ def final_comparison(runs: Sequence[RunResult], n_test: int) -> str:
         best_loss = min(finite, key=lambda r: r.test_loss)
         lines.append(
             f"highest test accuracy: {best_acc.name} ({best_acc.test_accuracy:.4f}); "
-            f"lowest test loss: {best_loss.name} ({best_loss.test_loss:.4f})"
+            f"lowest test loss: {best_loss.name} ({fit(best_loss.test_loss, 7, 4).strip()})"
         )
-    lines.append("Time/epoch: median over the epochs of model.fit's wall time; the 1st epoch includes graph tracing.")
+    if runs and len(runs[0].epochs) > 1:
+        lines.append("Time/epoch: median of model.fit's wall time over epochs 2 and later; the 1st epoch, which")
+        lines.append("includes graph tracing, is left out of it and shown apart.")
+    else:
+        lines.append("Time/epoch: n/a with one epoch (it would need epochs after the 1st, which includes graph "
+                     "tracing).")
     return "\n".join(lines)
 
 
@@ -152,6 +160,6 @@ def agreement_table(agreements: Sequence[Agreement]) -> str:
 def reference_line(agreement: Agreement, reference: RunResult) -> str:
     verdict = _verdict(agreement)
     return (
-        f"reference ({reference.source}): test loss {reference.test_loss:.4f}, accuracy {reference.test_accuracy:.4f}; "
+        f"reference ({reference.source}): test loss {fit(reference.test_loss, 7, 4).strip()}, accuracy {reference.test_accuracy:.4f}; "
         f"max |weight diff| = {agreement.max_weight_diff:g} -> {verdict}"
     )

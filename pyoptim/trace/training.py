@@ -40,6 +40,7 @@ class RunResult:
     update_path: str
     epochs: List[EpochRecord] = field(default_factory=list)
     final_weights: List[np.ndarray] = field(default_factory=list)
+    model: Any = field(default=None, repr=False, compare=False)  # the trained keras.Model
 
     @property
     def losses(self) -> List[float]:
@@ -58,9 +59,16 @@ class RunResult:
         return self.epochs[-1].test_accuracy
 
     @property
-    def median_epoch_seconds(self) -> float:
-        """Median wall time per epoch (robust to the first epoch's graph tracing)."""
-        return float(np.median([e.seconds for e in self.epochs]))
+    def first_epoch_seconds(self) -> float:
+        """Wall time of the first epoch, which includes tracing the training graph."""
+        return self.epochs[0].seconds
+
+    @property
+    def median_epoch_seconds(self) -> Optional[float]:
+        """Median wall time of the epochs after the first (the first includes graph
+        tracing and is reported apart); None when there was only one epoch."""
+        later = [e.seconds for e in self.epochs[1:]]
+        return float(np.median(later)) if later else None
 
 
 def epoch_orders(n_train: int, epochs: int, seed: int) -> List[np.ndarray]:
@@ -90,7 +98,7 @@ def train_run(
 ) -> RunResult:
     """Train a fresh model (weights set to ``initial_weights``) with ``optimizer`` for
     ``len(orders)`` epochs; ``on_epoch`` is called after each epoch (progress).  The
-    caller fills in ``update_path``."""
+    caller fills in ``update_path``; ``result.model`` is the trained model."""
     model = build_model(x_train.shape[1], n_classes, hidden)
     model.set_weights([np.array(w, copy=True) for w in initial_weights])
     model.compile(optimizer=optimizer, loss=LOSS, metrics=[METRIC])
@@ -120,6 +128,7 @@ def train_run(
         if on_epoch is not None:
             on_epoch(result, record)
     result.final_weights = [np.array(w, copy=True) for w in model.get_weights()]
+    result.model = model
     return result
 
 
