@@ -516,7 +516,7 @@ def _cast_grad(g: Optional[np.ndarray], p: Any) -> Optional[np.ndarray]:
     needed); shapes are checked by the kernel's binding."""
     if g is None or not isinstance(p, np.ndarray):
         return g
-    if g.dtype != p.dtype:
+    if g.dtype != p.dtype or not g.flags.aligned:
         g = g.astype(p.dtype)
     if p.flags.c_contiguous:
         if not g.flags.c_contiguous:
