@@ -121,15 +121,16 @@ AdamHyper parse_adam(py::handle step, py::handle lr, py::handle b1, py::handle b
 
 // Runs every dtype group of a checked call with its kernel, the GIL released.
 // float16/bfloat16 params use the float32 coefficients (float32 arithmetic).
+// `no_decay` selects the tensors excluded from weight decay (their own groups).
 template <class H, class Fn32, class Fn64, class... Flags>
-void run_groups(const CallChecker& c, const H& h, Fn32 f32, Fn32 f16, Fn32 bf16, Fn64 f64,
-                Flags... flags) {
+void run_groups(const CallChecker& c, bool no_decay, const H& h, Fn32 f32, Fn32 f16, Fn32 bf16,
+                Fn64 f64, Flags... flags) {
   const auto c32 = coeffs<float>(h);
   const auto c64 = coeffs<double>(h);
   const int threads = g_num_threads;  // read under the GIL: set_num_threads may run meanwhile
   py::gil_scoped_release nogil;
   const auto go = [&](DType d, auto fn, const auto& co) {
-    const auto& segs = c.segments(d);
+    const auto& segs = c.segments(d, no_decay);
     if (!segs.empty()) fn(segs.data(), segs.size(), threads, co, flags...);
   };
   go(DType::kFloat32, f32, c32);
@@ -138,20 +139,26 @@ void run_groups(const CallChecker& c, const H& h, Fn32 f32, Fn32 f16, Fn32 bf16,
   go(DType::kBFloat16, bf16, c32);
 }
 
+// Every group of a checked call: first the tensors with weight decay (h.decay),
+// then those excluded from it (the multi-tensor API's no_decay mask).
 void run(const CallChecker& c, const SgdHyper& h) {
   const KernelTable& k = active_kernels();
-  run_groups(c, h, k.sgd_f32, k.sgd_f16, k.sgd_bf16, k.sgd_f64, h.mode, h.decay);
+  run_groups(c, false, h, k.sgd_f32, k.sgd_f16, k.sgd_bf16, k.sgd_f64, h.mode, h.decay);
+  run_groups(c, true, h, k.sgd_f32, k.sgd_f16, k.sgd_bf16, k.sgd_f64, h.mode, false);
 }
 
 void run(const CallChecker& c, const RmspropHyper& h) {
   const KernelTable& k = active_kernels();
-  run_groups(c, h, k.rmsprop_f32, k.rmsprop_f16, k.rmsprop_bf16, k.rmsprop_f64, h.centered,
+  run_groups(c, false, h, k.rmsprop_f32, k.rmsprop_f16, k.rmsprop_bf16, k.rmsprop_f64, h.centered,
              h.use_momentum, h.decay);
+  run_groups(c, true, h, k.rmsprop_f32, k.rmsprop_f16, k.rmsprop_bf16, k.rmsprop_f64, h.centered,
+             h.use_momentum, false);
 }
 
 void run(const CallChecker& c, const AdamHyper& h) {
   const KernelTable& k = active_kernels();
-  run_groups(c, h, k.adam_f32, k.adam_f16, k.adam_bf16, k.adam_f64, h.amsgrad, h.decay);
+  run_groups(c, false, h, k.adam_f32, k.adam_f16, k.adam_bf16, k.adam_f64, h.amsgrad, h.decay);
+  run_groups(c, true, h, k.adam_f32, k.adam_f16, k.adam_bf16, k.adam_f64, h.amsgrad, false);
 }
 
 // ---------------------------------------------------------------- functional API
@@ -269,35 +276,48 @@ MultiArgs collect(py::handle params, py::handle grads, std::initializer_list<std
   return a;
 }
 
+// None, or a tuple of len(params) bools: True excludes that tensor from weight decay.
+py::object no_decay_mask(py::handle mask, Py_ssize_t n) {
+  if (mask.is_none()) return py::object();
+  if (!PyTuple_Check(mask.ptr()) || PyTuple_GET_SIZE(mask.ptr()) != n)
+    throw py::value_error("no_decay must be None or a tuple of " + std::to_string(n) + " bools");
+  for (Py_ssize_t i = 0; i < n; ++i)
+    if (!PyBool_Check(PyTuple_GET_ITEM(mask.ptr(), i)))
+      throw py::type_error("no_decay[" + std::to_string(i) + "] must be a bool");
+  return py::reinterpret_borrow<py::object>(mask);
+}
+
 // A None gradient skips its tensor (parameter and state untouched), as in Keras.
-void check_all(const MultiArgs& a, CallChecker& c) {
+void check_all(const MultiArgs& a, CallChecker& c, py::handle no_decay = py::none()) {
   PyObject* st[3] = {nullptr, nullptr, nullptr};
   const int ns = static_cast<int>(a.states.size());
   const Py_ssize_t n = PyTuple_GET_SIZE(a.params.ptr());
+  const py::object mask = no_decay_mask(no_decay, n);
   c.reserve(static_cast<std::size_t>(n), 2 + ns);
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* grad = PyTuple_GET_ITEM(a.grads.ptr(), i);
     if (grad == Py_None) continue;
     for (int k = 0; k < ns; ++k)
       st[k] = a.states[k] ? PyTuple_GET_ITEM(a.states[k].ptr(), i) : nullptr;
-    c.add(PyTuple_GET_ITEM(a.params.ptr(), i), grad, st, a.names.data(), ns, i);
+    const bool excluded = mask && PyTuple_GET_ITEM(mask.ptr(), i) == Py_True;
+    c.add(PyTuple_GET_ITEM(a.params.ptr(), i), grad, st, a.names.data(), ns, i, excluded);
   }
   c.check_no_overlap();
 }
 
 void sgd_multi(py::object params, py::object grads, py::object momentums, py::object lr,
-               py::object momentum, py::object nesterov, py::object wd) {
+               py::object momentum, py::object nesterov, py::object wd, py::object no_decay) {
   const SgdHyper h = parse_sgd(lr, momentum, nesterov, wd);
   require_buffer(h.mode != SgdMode::kPlain, momentums, "momentums", "momentum > 0");
   const MultiArgs a = collect(params, grads, {{momentums, "momentums"}});
   CallChecker c;
-  check_all(a, c);
+  check_all(a, c, no_decay);
   run(c, h);
 }
 
 void rmsprop_multi(py::object params, py::object grads, py::object velocities, py::object momentums,
                    py::object average_gradients, py::object lr, py::object rho, py::object eps,
-                   py::object momentum, py::object wd) {
+                   py::object momentum, py::object wd, py::object no_decay) {
   RmspropHyper h = parse_rmsprop(lr, rho, eps, momentum, wd);
   h.centered = !average_gradients.is_none();
   require_buffer(h.use_momentum, momentums, "momentums", "momentum > 0");
@@ -306,20 +326,20 @@ void rmsprop_multi(py::object params, py::object grads, py::object velocities, p
                                {momentums, "momentums"},
                                {average_gradients, "average_gradients"}});
   CallChecker c;
-  check_all(a, c);
+  check_all(a, c, no_decay);
   run(c, h);
 }
 
 void adam_multi(py::object params, py::object grads, py::object momentums, py::object velocities,
                 py::object velocity_hats, py::object step, py::object lr, py::object b1,
-                py::object b2, py::object eps, py::object wd) {
+                py::object b2, py::object eps, py::object wd, py::object no_decay) {
   AdamHyper h = parse_adam(step, lr, b1, b2, eps, wd);
   h.amsgrad = !velocity_hats.is_none();
   const MultiArgs a = collect(
       params, grads,
       {{momentums, "momentums"}, {velocities, "velocities"}, {velocity_hats, "velocity_hats"}});
   CallChecker c;
-  check_all(a, c);
+  check_all(a, c, no_decay);
   run(c, h);
 }
 
@@ -450,18 +470,20 @@ PYBIND11_MODULE(_core, m) {
   }
 
   // Private multi-tensor entry points for pyoptim.optimizers, which passes every
-  // argument by position (pybind11's positional path is the cheap one).
+  // argument by position (pybind11's positional path is the cheap one).  The last,
+  // no_decay, is None or a tuple of bools: True excludes that tensor from weight
+  // decay (exclude_from_weight_decay).
   m.def("_sgd_multi", &sgd_multi, py::arg("params"), py::arg("grads"), py::arg("momentums"),
         py::arg("learning_rate"), py::arg("momentum"), py::arg("nesterov"),
-        py::arg("weight_decay"));
+        py::arg("weight_decay"), py::arg("no_decay") = py::none());
   m.def("_rmsprop_multi", &rmsprop_multi, py::arg("params"), py::arg("grads"),
         py::arg("velocities"), py::arg("momentums"), py::arg("average_gradients"),
         py::arg("learning_rate"), py::arg("rho"), py::arg("epsilon"), py::arg("momentum"),
-        py::arg("weight_decay"));
+        py::arg("weight_decay"), py::arg("no_decay") = py::none());
   m.def("_adam_multi", &adam_multi, py::arg("params"), py::arg("grads"), py::arg("momentums"),
         py::arg("velocities"), py::arg("velocity_hats"), py::arg("step"),
         py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
-        py::arg("weight_decay"));
+        py::arg("weight_decay"), py::arg("no_decay") = py::none());
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Use at most n threads for large updates (default: OpenMP's maximum, which honours "

@@ -6,6 +6,7 @@
 #include <numpy/arrayobject.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <string>
 
@@ -119,7 +120,8 @@ void check_like_param(const Checked& x, const ArgName& xname, const Checked& p, 
 }  // namespace
 
 void CallChecker::add(PyObject* param, PyObject* grad, PyObject* const* states,
-                      const char* const* state_names, int nstates, Py_ssize_t index) {
+                      const char* const* state_names, int nstates, Py_ssize_t index,
+                      bool no_decay) {
   const bool multi = index >= 0;
   const ArgName pname{multi ? "params" : "param", index};
   const ArgName gname{multi ? "grads" : "grad", index};
@@ -142,7 +144,7 @@ void CallChecker::add(PyObject* param, PyObject* grad, PyObject* const* states,
     const auto* sd = static_cast<const char*>(seg.s[k]);
     intervals_.push_back({sd, sd + nbytes(s.arr), true, sname});
   }
-  by_dtype_[static_cast<int>(p.dtype)].push_back(seg);
+  by_dtype_[static_cast<int>(p.dtype) + (no_decay ? 4 : 0)].push_back(seg);
 }
 
 void CallChecker::reserve(std::size_t n, int arrays_per_tensor) {
@@ -189,7 +191,9 @@ void CallChecker::check_no_overlap() const {
 
 double real_arg(py::handle value, const char* name) {
   if (PyFloat_CheckExact(value.ptr())) return PyFloat_AS_DOUBLE(value.ptr());
-  if (value.is_none() || PyUnicode_Check(value.ptr()) || PyBytes_Check(value.ptr()))
+  // Booleans are not numbers here (True would read as 1.0), NumPy's included.
+  if (value.is_none() || PyUnicode_Check(value.ptr()) || PyBytes_Check(value.ptr()) ||
+      PyBool_Check(value.ptr()) || PyArray_IsScalar(value.ptr(), Bool))
     throw py::type_error(std::string(name) + " must be a real number, got " +
                          Py_TYPE(value.ptr())->tp_name);
   const double x = PyFloat_AsDouble(value.ptr());
@@ -231,7 +235,9 @@ long long step_arg(py::handle value) {
   if (!as_int) throw py::error_already_set();
   const long long step = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
   if (overflow != 0 || step < 1)
-    throw py::value_error("step must be the 1-based count of this update (>= 1), got " + repr(v));
+    throw py::value_error(
+        "step must be the 1-based count of this update, an integer from 1 to 2**63 - 1 (" +
+        std::to_string(LLONG_MAX) + "), got " + repr(v));
   return step;
 }
 

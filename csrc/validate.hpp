@@ -34,9 +34,10 @@ class CallChecker {
  public:
   // Adds one tensor: param and grad plus `nstates` state arrays (nullptr for an
   // absent optional state).  Checks kind, dtype, writability, alignment, layout,
-  // shape and dtype agreement with the param.
+  // shape and dtype agreement with the param.  A `no_decay` tensor goes to a
+  // separate group that is updated without weight decay.
   void add(PyObject* param, PyObject* grad, PyObject* const* states, const char* const* state_names,
-           int nstates, Py_ssize_t index);
+           int nstates, Py_ssize_t index, bool no_decay = false);
   // Room for n tensors of `arrays_per_tensor` arrays each.
   void reserve(std::size_t n, int arrays_per_tensor);
   // Refuses any two arrays that share memory where at least one is written.
@@ -45,7 +46,9 @@ class CallChecker {
   // ranges cannot overlap now if they did not then.
   void check_no_overlap() const;
 
-  const std::vector<Segment>& segments(DType d) const { return by_dtype_[static_cast<int>(d)]; }
+  const std::vector<Segment>& segments(DType d, bool no_decay = false) const {
+    return by_dtype_[static_cast<int>(d) + (no_decay ? 4 : 0)];
+  }
 
  private:
   struct Interval {
@@ -54,7 +57,7 @@ class CallChecker {
     bool written;
     ArgName name;
   };
-  std::vector<Segment> by_dtype_[4];
+  std::vector<Segment> by_dtype_[8];  // [dtype], then [4 + dtype] for no_decay tensors
   std::vector<Interval> intervals_;
 };
 

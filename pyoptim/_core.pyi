@@ -1,6 +1,6 @@
 """Type stubs for pyoptim's compiled core (csrc/module.cpp).  Formulas: see the
 docstrings of the functions, or README.md."""
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -50,14 +50,17 @@ def _isa_from_environment() -> str: ...
 def _sgd_multi(
     params: Sequence[np.ndarray], grads: Sequence[Optional[np.ndarray]], momentums: Optional[Sequence[np.ndarray]],
     learning_rate: float, momentum: float, nesterov: bool, weight_decay: Optional[float],
+    no_decay: Optional[Tuple[bool, ...]] = None,
 ) -> None: ...
 def _rmsprop_multi(
     params: Sequence[np.ndarray], grads: Sequence[Optional[np.ndarray]], velocities: Sequence[np.ndarray],
     momentums: Optional[Sequence[np.ndarray]], average_gradients: Optional[Sequence[np.ndarray]],
     learning_rate: float, rho: float, epsilon: float, momentum: float, weight_decay: Optional[float],
+    no_decay: Optional[Tuple[bool, ...]] = None,
 ) -> None: ...
 def _adam_multi(
     params: Sequence[np.ndarray], grads: Sequence[Optional[np.ndarray]], momentums: Sequence[np.ndarray],
     velocities: Sequence[np.ndarray], velocity_hats: Optional[Sequence[np.ndarray]], step: int,
     learning_rate: float, beta_1: float, beta_2: float, epsilon: float, weight_decay: Optional[float],
+    no_decay: Optional[Tuple[bool, ...]] = None,
 ) -> None: ...

@@ -97,10 +97,16 @@ def test_mixed_memory_order_is_value_error():
 
 # ------------------------------------------------------------------ scalars
 
-@pytest.mark.parametrize("step", [0, -1])
-def test_step_below_one_is_value_error(step):
+@pytest.mark.parametrize("step", [0, -1, 2**63, 2**70, -2**70])
+def test_step_outside_its_range_is_value_error_stating_the_range(step):
     p, g, m, v, _ = arrays()
-    assert_refused(ValueError, r"step must be .*>= 1", call_adam, p, g, m, v, step=step)
+    assert_refused(ValueError, r"step must be .* an integer from 1 to 2\*\*63 - 1 \(9223372036854775807\), got "
+                   + str(step), call_adam, p, g, m, v, step=step)
+
+
+def test_largest_step_is_accepted():
+    p, g, m, v, _ = arrays()
+    call_adam(p, g, m, v, step=2**63 - 1)
 
 
 @pytest.mark.parametrize("step", [1.0, "1", None, True])
@@ -177,10 +183,16 @@ def test_positional_hyperparameters_are_refused():
 def test_stateful_refuses_bad_lists_and_modifies_nothing():
     opt = pyoptim.Adam()
     p1, p2, g1, g2, _ = arrays()
-    ps, gs = [p1, p2], [g1, g2.astype(np.float64)]
+    ps, gs = [p1, p2], [g1, g2[:7]]
     before = [p1.copy(), p2.copy()]
-    with pytest.raises(TypeError, match=r"grads\[1\] has dtype float64 but params\[1\]"):
+    with pytest.raises(ValueError, match=r"grads\[1\] has shape \(7,\) but params\[1\] has shape \(8,\)"):
         opt.apply(gs, ps)
+    np.testing.assert_array_equal(p1, before[0])
+    assert opt.iterations == 0 and not opt.built
+    with pytest.raises(TypeError, match=r"params\[1\] has dtype float64 but|grads\[1\]"):
+        opt.apply([g1, np.ones(8, np.complex64)], ps)
+    with pytest.raises(TypeError, match=r"params\[1\] must be a numpy.ndarray"):
+        opt.apply([g1, g2], [p1, list(p2)])
     np.testing.assert_array_equal(p1, before[0])
     np.testing.assert_array_equal(p2, before[1])
     assert opt.iterations == 0 and not opt.built
@@ -198,8 +210,10 @@ def test_stateful_constructor_checks_hyperparameters():
         pyoptim.SGD(momentum=2.0)
     with pytest.raises(ValueError, match=r"rho must be in"):
         pyoptim.RMSprop(rho=-1.0)
-    with pytest.raises(ValueError, match=r"Only one of clipnorm and global_clipnorm"):
+    with pytest.raises(ValueError, match=r"Only one of clipnorm, clipvalue and global_clipnorm"):
         pyoptim.SGD(clipnorm=1.0, global_clipnorm=1.0)
+    with pytest.raises(ValueError, match=r"Only one of clipnorm, clipvalue and global_clipnorm"):
+        pyoptim.SGD(clipnorm=1.0, clipvalue=1.0)  # as Keras: clipvalue would be ignored
     with pytest.raises(TypeError, match=r"learning_rate must be a float or a callable"):
         pyoptim.Adam(learning_rate="fast")
 

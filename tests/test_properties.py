@@ -236,6 +236,38 @@ def arrays_problems(groups: List[List[Tuple[str, Any, bool]]]) -> List[Problem]:
     return out
 
 
+def core_gradient(g: Any, p: Any, clipvalue: Optional[float]) -> Tuple[Any, Optional[Problem]]:
+    """What a stateful optimizer's apply hands the core for gradient ``g`` of param
+    ``p`` (pyoptim.optimizers' contract): NumPy arrays and scalars keep their dtype,
+    other array-likes and integer/bool arrays take the param's; anything that is
+    not real numbers is a TypeError naming grads; clipping runs in the gradient's
+    dtype; then the gradient is cast to the param's dtype and memory order (a new
+    array only when needed).  Returns (array or None, problem or None)."""
+    if g is None:
+        return None, None
+    target = p.dtype if isinstance(p, np.ndarray) else None
+    try:
+        a = np.asarray(g) if isinstance(g, (np.ndarray, np.generic)) else np.asarray(g, dtype=target)
+    except (TypeError, ValueError):
+        return None, (TypeError, "grads")
+    if a.dtype.kind in "biu" and target is not None:
+        a = a.astype(target)
+    elif a.dtype.kind != "f" and a.dtype.name != "bfloat16":
+        return None, (TypeError, "grads")
+    if clipvalue:
+        with np.errstate(invalid="ignore"):
+            a = np.asarray(np.clip(a, a.dtype.type(-clipvalue), a.dtype.type(clipvalue)), dtype=a.dtype)
+    if target is None:
+        return a, None
+    if a.dtype != target or not a.flags.aligned:
+        a = a.astype(target)
+    if p.flags.c_contiguous:
+        a = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    elif p.flags.f_contiguous and not a.flags.f_contiguous:
+        a = np.asfortranarray(a)
+    return a, None
+
+
 def names_argument(message: str, names: Sequence[str]) -> bool:
     return any(re.search(rf"(?<![\w.]){re.escape(n)}(?![\w])", message) for n in names)
 
@@ -478,7 +510,8 @@ def test_stateful_apply_matches_reference_or_refuses_cleanly(run):
     kind, config, lr_kind, base_lr, clipvalue, specs, steps, mode, seed = run
     lr = base_lr if lr_kind == "float" else (lambda it, b=base_lr: b * 0.5 ** it)
     opt = getattr(pyoptim, kind)(learning_rate=lr, clipvalue=clipvalue, **config)
-    reference_opt = ref.REFERENCE_CLASSES[kind](learning_rate=lr, clipvalue=clipvalue, **config)
+    # The reference gets the gradients as the core does (core_gradient clips them).
+    reference_opt = ref.REFERENCE_CLASSES[kind](learning_rate=lr, clipvalue=None, **config)
     params = []
     for i, (shape, dtype, order) in enumerate(specs):
         p = make_values(seed + i, "normal", shape, dtype)
@@ -507,17 +540,18 @@ def test_stateful_apply_matches_reference_or_refuses_cleanly(run):
             grads[target] = layout_array(grads[target].copy(order="K"), fault, rng, specs[target][1])
         event(f"stateful fault {fault}")
 
-        # What the core receives: clipped gradients, new arrays in the gradient's dtype
-        # (so a non-contiguous gradient becomes contiguous, a wrong dtype stays wrong).
-        with np.errstate(invalid="ignore"):
-            eff = [g if (g is None or not clipvalue or not isinstance(g, np.ndarray)) else
-                   np.asarray(np.clip(g, -clipvalue, clipvalue), dtype=g.dtype) for g in grads]
+        # What the core receives (see core_gradient): gradients read, clipped in
+        # their dtype, cast to the param's dtype and memory order.
         problems: List[Problem] = []
+        eff = []
+        for g, p in zip(grads, call_params):
+            e, problem = core_gradient(g, p, clipvalue)
+            eff.append(e)
+            if problem:
+                problems.append(problem)
         if len(grads) != len(call_params):
             problems.append((ValueError, "grads"))
         else:
-            if clipvalue and any(g is not None and not isinstance(g, np.ndarray) for g in grads):
-                problems.append((TypeError, "gradients"))
             slots = opt._slots if opt.built else {
                 s: [np.zeros_like(p) for p in call_params] for s in reference_opt.slot_names}
             groups = []
@@ -531,7 +565,7 @@ def test_stateful_apply_matches_reference_or_refuses_cleanly(run):
         state_before = opt.state_dict()
         params_before = [p.copy(order="K") for p in params]
         if not problems:
-            ref_grads = [snapshot(g) for g in grads]  # a gradient may be a param (then clipped to a copy)
+            ref_grads = [snapshot(g) for g in eff]  # a gradient may be a param (then clipped to a copy)
             opt.apply(grads, call_params)
             reference_opt.apply(ref_grads, ref_params)
             event("stateful step applied")
