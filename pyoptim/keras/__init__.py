@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import keras
 
@@ -39,9 +39,9 @@ _KERNELS = ("sgd", "rmsprop", "adam")
 
 if _TENSORFLOW:
     from . import _loader
-    from .optimizers import SGD, Adam, RMSprop
+    from .optimizers import SGD, Adam, AdamW, RMSprop
 else:
-    from .native import SGD, Adam, RMSprop
+    from .native import SGD, Adam, AdamW, RMSprop
 
 
 def fast_path_available() -> bool:
@@ -56,17 +56,26 @@ def build(force: bool = False, verbose: bool = False) -> str:
     return str(_build.build(force=force, verbose=verbose))
 
 
-def kernel_calls() -> Dict[str, int]:
-    """How many times each kernel has run in this process (``{"sgd": n, "rmsprop": n,
-    "adam": n}``), counted inside the op; all zero when the op is not loaded."""
+def _counters() -> List[List[int]]:
     if not fast_path_available():
-        return {k: 0 for k in _KERNELS}
+        return [[0] * len(_KERNELS), [0] * len(_KERNELS)]
     import tensorflow as tf
 
-    module = _loader.load()
     with tf.device("/CPU:0"):
-        counts = module.pyoptim_kernel_calls().numpy().tolist()
-    return dict(zip(_KERNELS, (int(c) for c in counts)))
+        return _loader.load().pyoptim_kernel_calls().numpy().tolist()
+
+
+def kernel_calls() -> Dict[str, int]:
+    """How many variable updates each kernel has run in this process (``{"sgd": n,
+    "rmsprop": n, "adam": n}``; AdamW counts as adam), counted inside the op; all zero when the
+    op is not loaded."""
+    return dict(zip(_KERNELS, (int(c) for c in _counters()[0])))
+
+
+def op_calls() -> Dict[str, int]:
+    """How many times each kernel's op has run in this process: one per training step and
+    dtype (and device), however many variables it updated."""
+    return dict(zip(_KERNELS, (int(c) for c in _counters()[1])))
 
 
 def variable_copies() -> int:
@@ -112,6 +121,7 @@ def status() -> Dict[str, Any]:
         "tensorflow": _tensorflow_version(),
         "cache_dir": str(_build.cache_dir()),
         "kernel_calls": kernel_calls(),
+        "op_calls": op_calls(),
         "variable_copies": variable_copies(),
     }
 
@@ -129,5 +139,5 @@ def _tensorflow_version() -> Optional[str]:
     return None
 
 
-__all__ = ["BACKEND", "SGD", "RMSprop", "Adam", "build", "fast_path_available", "kernel_calls",
-           "status", "variable_copies"]
+__all__ = ["BACKEND", "SGD", "RMSprop", "Adam", "AdamW", "build", "fast_path_available",
+           "kernel_calls", "op_calls", "status", "variable_copies"]

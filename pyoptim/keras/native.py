@@ -1,4 +1,4 @@
-"""``SGD``, ``RMSprop`` and ``Adam`` on Keras backends other than TensorFlow (torch, JAX).
+"""``SGD``, ``RMSprop``, ``Adam`` and ``AdamW`` on Keras backends other than TensorFlow (torch, JAX).
 
 pyoptim's kernels reach Keras through a TensorFlow custom op, so they serve the TensorFlow backend
 only.  On another backend each class here is exactly the optimizer ``keras.optimizers.<Name>``
@@ -55,3 +55,4 @@ def _native_class(name: str, generic: Type[keras.optimizers.Optimizer]) -> type:
 SGD = _native_class("SGD", keras.optimizers.SGD)
 RMSprop = _native_class("RMSprop", keras.optimizers.RMSprop)
 Adam = _native_class("Adam", keras.optimizers.Adam)
+AdamW = _native_class("AdamW", keras.optimizers.AdamW)

@@ -1,17 +1,19 @@
 // TensorFlow custom ops that run pyoptim's kernels on resource variables, in
 // place, the way TensorFlow's own ResourceApplyAdam does:
 //
-//   * every variable input is locked (MaybeLockVariableInputMutexesInOrder, in a
-//     global order, so concurrent updates never deadlock);
+//   * one op call updates every variable of a step that the kernels serve (lists of N
+//     variables, slots and gradients of one dtype), in one parallel pass;
+//   * every variable input is locked, each mutex once, in a global order (as
+//     MaybeLockVariableInputMutexesInOrder), so concurrent updates never deadlock;
 //   * a buffer that a pending read still holds is copied first (PrepareToUpdateVariable,
 //     as GetInputTensorFromVariable does: copy-on-write), so reads never observe a
 //     half-done update; the copies are counted (PyoptimVariableCopies);
 //   * the element loop is the range function from the shared kernel headers
 //     csrc/pyoptim/{sgd,rmsprop,adam}.hpp (installed as
 //     <site-packages>/pyoptim/include/pyoptim/), the very code the NumPy core runs;
-//   * large tensors are split into cache-line aligned blocks shared by the calling
-//     thread and helpers on TensorFlow's intra-op thread pool, so TensorFlow's thread
-//     settings hold.
+//   * the tensors, laid end to end, are split into cache-line aligned blocks shared by the
+//     calling thread and helpers on TensorFlow's intra-op thread pool, so TensorFlow's
+//     thread settings hold.
 //
 // Scalar coefficients (alpha, 1 - beta_1, ...) arrive as tensors of the variable's
 // dtype, computed by the Python side with the same TensorFlow ops Keras uses, so
@@ -52,9 +54,11 @@ using pyoptim::index_t;
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 
-// How many times each kernel ran (all threads, all devices), for tests that must
-// prove the fast path executed.  Relaxed atomics: one increment per op call.
+// How many variable updates each kernel ran, and in how many op executions (all threads, all
+// devices), for tests that must prove the fast path executed and that a step is one op.
+// Relaxed atomics: two increments per op call.
 std::atomic<int64_t> g_calls[3];  // sgd, rmsprop, adam
+std::atomic<int64_t> g_ops[3];
 enum CallSlot { kSgd = 0, kRmsprop = 1, kAdam = 2 };
 // How many variables (or slots) were copied before an update because a pending read still
 // shared their buffer (TensorFlow's copy-on-write): a measure of lost time, see
@@ -62,8 +66,10 @@ enum CallSlot { kSgd = 0, kRmsprop = 1, kAdam = 2 };
 std::atomic<int64_t> g_copies{0};
 
 // ---------------------------------------------------------------------------
-// Op definitions.  The optional slots are lists of 0 or 1 resources, so one op
-// serves every variant; the boolean variants are attributes.
+// Op definitions.  One op call updates N variables of one dtype (every variable of a training
+// step that the kernels serve, in one parallel pass); the slot lists hold N resources, or 0 for
+// a slot the variant does not use.  `decay` (N bools, or empty for none) runs Keras' decoupled
+// weight decay, var = var - var * weight_decay * learning_rate, in the same pass.
 
 absl::Status ScalarInputs(InferenceContext* c, int first, int count) {
   ShapeHandle unused;
@@ -73,31 +79,52 @@ absl::Status ScalarInputs(InferenceContext* c, int first, int count) {
   return absl::OkStatus();
 }
 
+// The inputs before the scalars: N variables and the slot lists named in `slot_attrs` (whose
+// lengths are attributes), after `fixed` lists of N resources.
+absl::Status ResourceCount(InferenceContext* c, int fixed, std::initializer_list<const char*> slot_attrs,
+                           int* count) {
+  int n;
+  TF_RETURN_IF_ERROR(c->GetAttr("N", &n));
+  *count = fixed * n;
+  for (const char* name : slot_attrs) {
+    int k;
+    TF_RETURN_IF_ERROR(c->GetAttr(name, &k));
+    *count += k;
+  }
+  return absl::OkStatus();
+}
+
 REGISTER_OP("PyoptimApplySgd")
-    .Input("var: resource")
+    .Input("var: N * resource")
     .Input("momentum_buffer: num_momentum * resource")
     .Input("learning_rate: T")
     .Input("momentum: T")
-    .Input("grad: T")
+    .Input("weight_decay: T")
+    .Input("grad: N * T")
     .Attr("T: {float, double}")
+    .Attr("N: int >= 1")
     .Attr("num_momentum: int >= 0")
     .Attr("nesterov: bool = false")
+    .Attr("decay: list(bool) = []")
+    .Attr("unit_lr: list(bool) = []")
     .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
-      int n;
-      TF_RETURN_IF_ERROR(c->GetAttr("num_momentum", &n));
-      return ScalarInputs(c, 1 + n, 2);
+      int first;
+      TF_RETURN_IF_ERROR(ResourceCount(c, 1, {"num_momentum"}, &first));
+      return ScalarInputs(c, first, 3);
     })
     .Doc(R"doc(
-In place, as keras.optimizers.SGD.update_step (weight decay is applied by Keras before):
-  no momentum:  var = var - grad * learning_rate
-  momentum:     m = m * momentum - grad * learning_rate;  var = var + m
-  Nesterov:     m as above;  var = var + (m * momentum - grad * learning_rate)
+In place, for each of the N variables, as keras.optimizers.SGD.update_step (after Keras' weight
+decay when decay[i]):
+  no momentum:  var = var - grad * lr
+  momentum:     m = m * momentum - grad * lr;  var = var + m
+  Nesterov:     m as above;  var = var + (m * momentum - grad * lr)
+with lr = 1 for the variables marked in unit_lr (their gradient already holds grad * lr).
 )doc");
 
 REGISTER_OP("PyoptimApplyRmsprop")
-    .Input("var: resource")
-    .Input("velocity: resource")
+    .Input("var: N * resource")
+    .Input("velocity: N * resource")
     .Input("momentum_buffer: num_momentum * resource")
     .Input("average_grad: num_centered * resource")
     .Input("learning_rate: T")
@@ -105,51 +132,58 @@ REGISTER_OP("PyoptimApplyRmsprop")
     .Input("one_minus_rho: T")
     .Input("epsilon: T")
     .Input("momentum: T")
-    .Input("grad: T")
+    .Input("weight_decay: T")
+    .Input("grad: N * T")
     .Attr("T: {float, double}")
+    .Attr("N: int >= 1")
     .Attr("num_momentum: int >= 0")
     .Attr("num_centered: int >= 0")
     .Attr("rsqrt_mul: bool = false")
     .Attr("epsilon_first: bool = false")
+    .Attr("decay: list(bool) = []")
     .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
-      int nm, nc;
-      TF_RETURN_IF_ERROR(c->GetAttr("num_momentum", &nm));
-      TF_RETURN_IF_ERROR(c->GetAttr("num_centered", &nc));
-      return ScalarInputs(c, 2 + nm + nc, 5);
+      int first;
+      TF_RETURN_IF_ERROR(ResourceCount(c, 2, {"num_momentum", "num_centered"}, &first));
+      return ScalarInputs(c, first, 6);
     })
     .Doc(R"doc(
-In place, as keras.optimizers.RMSprop.update_step (epsilon inside the square root):
+In place, for each of the N variables, as keras.optimizers.RMSprop.update_step (epsilon inside
+the square root; after Keras' weight decay when decay[i]):
   v = rho * v + (1 - rho) * grad^2
   centered: a = rho * a + (1 - rho) * grad;  d = (v - a^2) + epsilon;  else d = v + epsilon
   inc = (learning_rate * grad) / sqrt(d)
   momentum: mom = momentum * mom + inc;  var = var - mom;  else var = var - inc
-As Keras' graph-mode arithmetic after Grappler (see rmsprop_graph.hpp):
+As Keras' graph-mode arithmetic after Grappler (see rmsprop_graph.hpp; no decay then):
   rsqrt_mul:     inc = (learning_rate * grad) * rsqrt(d), rsqrt as TensorFlow's Rsqrt kernel
   epsilon_first: centered d = (epsilon - a^2) + v
 )doc");
 
 REGISTER_OP("PyoptimApplyAdam")
-    .Input("var: resource")
-    .Input("m: resource")
-    .Input("v: resource")
+    .Input("var: N * resource")
+    .Input("m: N * resource")
+    .Input("v: N * resource")
     .Input("v_hat: num_amsgrad * resource")
     .Input("alpha: T")
     .Input("one_minus_beta_1: T")
     .Input("one_minus_beta_2: T")
     .Input("epsilon: T")
-    .Input("grad: T")
+    .Input("learning_rate: T")
+    .Input("weight_decay: T")
+    .Input("grad: N * T")
     .Attr("T: {float, double}")
+    .Attr("N: int >= 1")
     .Attr("num_amsgrad: int >= 0")
+    .Attr("decay: list(bool) = []")
     .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
-      int n;
-      TF_RETURN_IF_ERROR(c->GetAttr("num_amsgrad", &n));
-      return ScalarInputs(c, 3 + n, 4);
+      int first;
+      TF_RETURN_IF_ERROR(ResourceCount(c, 3, {"num_amsgrad"}, &first));
+      return ScalarInputs(c, first, 6);
     })
     .Doc(R"doc(
-In place, as keras.optimizers.Adam.update_step, with
-alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) computed by the caller:
+In place, for each of the N variables, as keras.optimizers.Adam.update_step (after Keras' weight
+decay when decay[i]), with alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) computed by the caller:
   m = m + (grad - m) * (1 - beta_1)
   v = v + (grad^2 - v) * (1 - beta_2)
   AMSGrad: v_hat = max(v_hat, v), used instead of v below
@@ -160,10 +194,11 @@ REGISTER_OP("PyoptimKernelCalls")
     .Output("calls: int64")
     .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->Vector(3));
+      c->set_output(0, c->Matrix(2, 3));
       return absl::OkStatus();
     })
-    .Doc("How many times the SGD, RMSprop and Adam kernels ran in this process.");
+    .Doc("Row 0: how many variable updates the SGD, RMSprop and Adam kernels ran in this "
+         "process; row 1: how many op executions those took.");
 
 REGISTER_OP("PyoptimVariableCopies")
     .Output("copies: int64")
@@ -231,19 +266,53 @@ void RunSharded(OpKernelContext* ctx, index_t n,
 }
 
 // The variables of one update, locked for the lifetime of this object.
+// Runs f(k, begin, end) over the elements of tensors of sizes[0..N) laid end to end, each
+// starting at a multiple of kChunkAlign (so a block never starts inside a tensor at an offset
+// that is not such a multiple), in RunSharded's blocks: one parallel region for all tensors.
+template <class F>
+void RunOverTensors(OpKernelContext* ctx, const std::vector<index_t>& sizes, const F& f) {
+  std::vector<index_t> start(sizes.size());
+  index_t total = 0;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    start[k] = total;
+    total += (sizes[k] + pyoptim::kChunkAlign - 1) / pyoptim::kChunkAlign * pyoptim::kChunkAlign;
+  }
+  const std::function<void(int64_t, int64_t)> body = [&](int64_t b, int64_t e) {
+    size_t k = std::upper_bound(start.begin(), start.end(), b) - start.begin() - 1;
+    for (; k < sizes.size() && start[k] < e; ++k) {
+      const index_t lo = std::max<index_t>(b, start[k]) - start[k];
+      const index_t hi = std::min<index_t>(e, start[k] + sizes[k]) - start[k];
+      if (lo < hi) f(k, lo, hi);
+    }
+  };
+  RunSharded(ctx, total, body);
+}
+
+// The first `count` inputs (resources) of one update: locked for the lifetime of this object,
+// each distinct mutex once, in the order of their addresses (a global order, as
+// MaybeLockVariableInputMutexesInOrder, without its quadratic search), then made safe to update
+// in place: a buffer that a pending read still shares is copied first (PrepareToUpdateVariable,
+// as GetInputTensorFromVariable does: copy-on-write; counted in g_copies).
 template <class T>
 class LockedVariables {
  public:
-  LockedVariables(OpKernelContext* ctx, const std::vector<int>& inputs)
-      : lock_(MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(ctx, /*do_lock=*/true,
-                                                                 /*sparse=*/false, inputs)) {
-    tensors_.resize(inputs.size());
-    for (size_t k = 0; k < inputs.size(); ++k) {
-      // GetInputTensorFromVariable for a resource input, counting the copy it makes when a
-      // pending read still shares the buffer (or in copy-on-read mode).
-      core::RefCountPtr<Var> var;
-      status_ = LookupResource(ctx, HandleFromInput(ctx, inputs[k]), &var);
+  LockedVariables(OpKernelContext* ctx, int count) {
+    vars_.resize(count);
+    std::vector<mutex*> mutexes(count);
+    for (int k = 0; k < count; ++k) {
+      status_ = LookupResource(ctx, HandleFromInput(ctx, k), &vars_[k]);
       if (!status_.ok()) return;
+      mutexes[k] = vars_[k]->mu();
+    }
+    std::sort(mutexes.begin(), mutexes.end());
+    mutexes.erase(std::unique(mutexes.begin(), mutexes.end()), mutexes.end());
+    locks_.reserve(mutexes.size());
+    for (mutex* mu : mutexes) locks_.emplace_back(*mu);
+
+    tensors_.resize(count);
+    std::vector<const char*> buffers;
+    for (int k = 0; k < count; ++k) {
+      Var* var = vars_[k].get();
       const bool copy = var->copy_on_read_mode.load() || !var->tensor()->RefCountIsOne();
       if (copy && var->tensor()->IsInitialized()) g_copies.fetch_add(1, std::memory_order_relaxed);
       status_ = PrepareToUpdateVariable<CPUDevice, T>(ctx, var->tensor(), var->copy_on_read_mode.load());
@@ -252,44 +321,33 @@ class LockedVariables {
       const Tensor& t = tensors_[k];
       if (!t.IsInitialized()) {
         status_ = absl::FailedPreconditionError(
-            absl::StrCat("pyoptim: variable input ", inputs[k], " is not initialized"));
+            absl::StrCat("pyoptim: variable input ", k, " is not initialized"));
         return;
       }
       if (t.dtype() != DataTypeToEnum<T>::value) {
         status_ = absl::InvalidArgumentError(absl::StrCat(
-            "pyoptim: variable input ", inputs[k], " has dtype ", DataTypeString(t.dtype()),
+            "pyoptim: variable input ", k, " has dtype ", DataTypeString(t.dtype()),
             ", expected ", DataTypeString(DataTypeToEnum<T>::value)));
         return;
       }
+      if (t.NumElements() > 0) buffers.push_back(t.tensor_data().data());
+    }
+    // The kernels take restrict pointers and run tensors in parallel: no buffer twice.
+    std::sort(buffers.begin(), buffers.end());
+    if (std::adjacent_find(buffers.begin(), buffers.end()) != buffers.end()) {
+      status_ = absl::InvalidArgumentError(
+          "pyoptim: a variable or optimizer slot is given twice (every variable and slot of "
+          "one update must be a distinct variable)");
     }
   }
 
   const absl::Status& status() const { return status_; }
-
-  // Checks every variable has the gradient's shape and no two share a buffer
-  // (the kernels take restrict pointers).
-  absl::Status CheckAgainst(const Tensor& grad) const {
-    for (size_t k = 0; k < tensors_.size(); ++k) {
-      if (!tensors_[k].shape().IsSameSize(grad.shape())) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "pyoptim: variable ", k, " has shape ", tensors_[k].shape().DebugString(),
-            " but the gradient has shape ", grad.shape().DebugString()));
-      }
-      for (size_t j = 0; j < k; ++j) {
-        if (tensors_[k].NumElements() > 0 &&
-            tensors_[k].tensor_data().data() == tensors_[j].tensor_data().data()) {
-          return absl::InvalidArgumentError(
-              "pyoptim: the variable and its optimizer slots must be distinct variables");
-        }
-      }
-    }
-    return absl::OkStatus();
-  }
-
-  T* data(size_t k) { return tensors_[k].template flat<T>().data(); }
+  const Tensor& tensor(int k) const { return tensors_[k]; }
+  T* data(int k) { return tensors_[k].template flat<T>().data(); }
 
  private:
-  VariableInputLockHolder lock_;
+  std::vector<core::RefCountPtr<Var>> vars_;
+  std::vector<mutex_lock> locks_;
   std::vector<Tensor> tensors_;
   absl::Status status_;
 };
@@ -305,20 +363,58 @@ absl::Status ReadScalar(OpKernelContext* ctx, int input, const char* name, T* ou
   return absl::OkStatus();
 }
 
+// The N gradients from input `first` on, checked against variable k and its slots (resource
+// inputs k + j * N for j < groups); their element counts go to `sizes`.
 template <class T>
-absl::Status ReadGrad(OpKernelContext* ctx, int input, const Tensor** out) {
-  const Tensor& g = ctx->input(input);
-  if (g.dtype() != DataTypeToEnum<T>::value) {
-    return absl::InvalidArgumentError("pyoptim: gradient dtype differs from the variable's");
+absl::Status ReadGrads(OpKernelContext* ctx, const LockedVariables<T>& vars, int first, int n,
+                       int groups, std::vector<const T*>* grads, std::vector<index_t>* sizes) {
+  grads->resize(n);
+  sizes->resize(n);
+  for (int k = 0; k < n; ++k) {
+    const Tensor& g = ctx->input(first + k);
+    if (g.dtype() != DataTypeToEnum<T>::value) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("pyoptim: gradient ", k, " has another dtype than its variable"));
+    }
+    for (int j = 0; j < groups; ++j) {
+      const Tensor& t = vars.tensor(k + j * n);
+      if (!t.shape().IsSameSize(g.shape())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "pyoptim: variable input ", k + j * n, " has shape ", t.shape().DebugString(),
+            " but gradient ", k, " has shape ", g.shape().DebugString()));
+      }
+    }
+    (*grads)[k] = g.flat<T>().data();
+    (*sizes)[k] = g.NumElements();
   }
-  *out = &g;
   return absl::OkStatus();
 }
 
-std::vector<int> Range(int n) {
-  std::vector<int> v(n);
-  for (int i = 0; i < n; ++i) v[i] = i;
-  return v;
+// A list(bool) attribute of N entries, or empty (all false).
+absl::Status ReadFlags(OpKernelConstruction* c, const char* name, int n, std::vector<bool>* out) {
+  std::vector<bool> flags;
+  TF_RETURN_IF_ERROR(c->GetAttr(name, &flags));
+  if (!flags.empty() && static_cast<int>(flags.size()) != n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pyoptim: ", name, " must have N = ", n, " entries or none"));
+  }
+  flags.resize(n, false);
+  *out = std::move(flags);
+  return absl::OkStatus();
+}
+
+// An optional slot list's length attribute: 0 or N.
+absl::Status ReadSlotCount(OpKernelConstruction* c, const char* name, int n, int* out) {
+  TF_RETURN_IF_ERROR(c->GetAttr(name, out));
+  if (*out != 0 && *out != n) {
+    return absl::InvalidArgumentError(absl::StrCat("pyoptim: ", name, " must be 0 or N = ", n));
+  }
+  return absl::OkStatus();
+}
+
+void Count(CallSlot slot, int variables) {
+  g_calls[slot].fetch_add(variables, std::memory_order_relaxed);
+  g_ops[slot].fetch_add(1, std::memory_order_relaxed);
 }
 
 // ---------------------------------------------------------------------------
@@ -328,180 +424,218 @@ template <class T>
 class ApplySgdOp : public OpKernel {
  public:
   explicit ApplySgdOp(OpKernelConstruction* c) : OpKernel(c) {
-    OP_REQUIRES_OK(c, c->GetAttr("num_momentum", &num_momentum_));
+    OP_REQUIRES_OK(c, c->GetAttr("N", &n_));
+    OP_REQUIRES_OK(c, ReadSlotCount(c, "num_momentum", n_, &num_momentum_));
     OP_REQUIRES_OK(c, c->GetAttr("nesterov", &nesterov_));
-    OP_REQUIRES(c, num_momentum_ <= 1,
-                absl::InvalidArgumentError("pyoptim: num_momentum must be 0 or 1"));
+    OP_REQUIRES_OK(c, ReadFlags(c, "decay", n_, &decay_));
+    OP_REQUIRES_OK(c, ReadFlags(c, "unit_lr", n_, &unit_lr_));
+    for (int k = 0; k < n_; ++k) {
+      OP_REQUIRES(c, !(decay_[k] && unit_lr_[k]),
+                  absl::InvalidArgumentError("pyoptim: decay needs the learning rate (unit_lr)"));
+    }
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const int nvars = 1 + num_momentum_;
-    LockedVariables<T> vars(ctx, Range(nvars));
+    const int nres = n_ + num_momentum_;
+    LockedVariables<T> vars(ctx, nres);
     OP_REQUIRES_OK(ctx, vars.status());
     pyoptim::SgdCoeffs<T> c{};
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars, "learning_rate", &c.lr));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars + 1, "momentum", &c.momentum));
-    const Tensor* grad = nullptr;
-    OP_REQUIRES_OK(ctx, ReadGrad<T>(ctx, nvars + 2, &grad));
-    OP_REQUIRES_OK(ctx, vars.CheckAgainst(*grad));
-
-    T* p = vars.data(0);
-    T* m = num_momentum_ ? vars.data(1) : nullptr;
-    const T* g = grad->flat<T>().data();
-    const index_t n = grad->NumElements();
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres, "learning_rate", &c.lr));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 1, "momentum", &c.momentum));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 2, "weight_decay", &c.weight_decay));
+    std::vector<const T*> g;
+    std::vector<index_t> sizes;
+    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 3, n_, nres / n_, &g, &sizes));
+    pyoptim::SgdCoeffs<T> unit = c;
+    unit.lr = T(1);
     if (num_momentum_ == 0) {
-      RunSharded(ctx, n, [&](int64_t b, int64_t e) {
-        pyoptim::sgd_range<T, pyoptim::SgdMode::kPlain, false>(p, g, m, b, e, c);
-      });
+      Run<pyoptim::SgdMode::kPlain>(ctx, vars, g, sizes, c, unit);
     } else if (nesterov_) {
-      RunSharded(ctx, n, [&](int64_t b, int64_t e) {
-        pyoptim::sgd_range<T, pyoptim::SgdMode::kNesterov, false>(p, g, m, b, e, c);
-      });
+      Run<pyoptim::SgdMode::kNesterov>(ctx, vars, g, sizes, c, unit);
     } else {
-      RunSharded(ctx, n, [&](int64_t b, int64_t e) {
-        pyoptim::sgd_range<T, pyoptim::SgdMode::kMomentum, false>(p, g, m, b, e, c);
-      });
+      Run<pyoptim::SgdMode::kMomentum>(ctx, vars, g, sizes, c, unit);
     }
-    g_calls[kSgd].fetch_add(1, std::memory_order_relaxed);
+    Count(kSgd, n_);
   }
 
  private:
+  template <pyoptim::SgdMode kMode>
+  void Run(OpKernelContext* ctx, LockedVariables<T>& vars, const std::vector<const T*>& g,
+           const std::vector<index_t>& sizes, const pyoptim::SgdCoeffs<T>& c,
+           const pyoptim::SgdCoeffs<T>& unit) {
+    RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
+      T* p = vars.data(k);
+      T* m = num_momentum_ ? vars.data(n_ + k) : nullptr;
+      if (decay_[k]) {
+        pyoptim::sgd_range<T, kMode, true>(p, g[k], m, b, e, c);
+      } else {
+        pyoptim::sgd_range<T, kMode, false>(p, g[k], m, b, e, unit_lr_[k] ? unit : c);
+      }
+    });
+  }
+
+  int n_ = 0;
   int num_momentum_ = 0;
   bool nesterov_ = false;
+  std::vector<bool> decay_, unit_lr_;
 };
 
 template <class T>
 class ApplyRmspropOp : public OpKernel {
  public:
   explicit ApplyRmspropOp(OpKernelConstruction* c) : OpKernel(c) {
-    OP_REQUIRES_OK(c, c->GetAttr("num_momentum", &num_momentum_));
-    OP_REQUIRES_OK(c, c->GetAttr("num_centered", &num_centered_));
+    OP_REQUIRES_OK(c, c->GetAttr("N", &n_));
+    OP_REQUIRES_OK(c, ReadSlotCount(c, "num_momentum", n_, &num_momentum_));
+    OP_REQUIRES_OK(c, ReadSlotCount(c, "num_centered", n_, &num_centered_));
     OP_REQUIRES_OK(c, c->GetAttr("rsqrt_mul", &rsqrt_mul_));
     OP_REQUIRES_OK(c, c->GetAttr("epsilon_first", &epsilon_first_));
-    OP_REQUIRES(c, num_momentum_ <= 1 && num_centered_ <= 1,
+    OP_REQUIRES_OK(c, ReadFlags(c, "decay", n_, &decay_));
+    const bool any_decay = std::find(decay_.begin(), decay_.end(), true) != decay_.end();
+    OP_REQUIRES(c, !(any_decay && (rsqrt_mul_ || epsilon_first_)),
                 absl::InvalidArgumentError(
-                    "pyoptim: num_momentum and num_centered must be 0 or 1"));
+                    "pyoptim: RMSprop's graph-mode arithmetic takes no fused weight decay"));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const int nvars = 2 + num_momentum_ + num_centered_;
-    LockedVariables<T> vars(ctx, Range(nvars));
+    const int nres = 2 * n_ + num_momentum_ + num_centered_;
+    LockedVariables<T> vars(ctx, nres);
     OP_REQUIRES_OK(ctx, vars.status());
     pyoptim::RmspropCoeffs<T> c{};
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars, "learning_rate", &c.lr));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars + 1, "rho", &c.rho));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars + 2, "one_minus_rho", &c.one_minus_rho));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars + 3, "epsilon", &c.epsilon));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars + 4, "momentum", &c.momentum));
-    const Tensor* grad = nullptr;
-    OP_REQUIRES_OK(ctx, ReadGrad<T>(ctx, nvars + 5, &grad));
-    OP_REQUIRES_OK(ctx, vars.CheckAgainst(*grad));
-
-    T* p = vars.data(0);
-    T* v = vars.data(1);
-    T* mom = num_momentum_ ? vars.data(2) : nullptr;
-    T* avg = num_centered_ ? vars.data(2 + num_momentum_) : nullptr;
-    const T* g = grad->flat<T>().data();
-    const index_t n = grad->NumElements();
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres, "learning_rate", &c.lr));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 1, "rho", &c.rho));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 2, "one_minus_rho", &c.one_minus_rho));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 3, "epsilon", &c.epsilon));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 4, "momentum", &c.momentum));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 5, "weight_decay", &c.weight_decay));
+    std::vector<const T*> g;
+    std::vector<index_t> sizes;
+    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, nres / n_, &g, &sizes));
     if (rsqrt_mul_ && std::is_same<T, float>::value && !::pyoptim_graph::kHaveTfRsqrtEmulation) {
       ctx->CtxFailure(absl::UnimplementedError(
           "pyoptim: TensorFlow's float32 Rsqrt is emulated on x86-64 only"));
       return;
     }
-    Dispatch(ctx, n, p, g, v, mom, avg, c, num_centered_ != 0, num_momentum_ != 0);
-    g_calls[kRmsprop].fetch_add(1, std::memory_order_relaxed);
+    if (num_centered_) {
+      DispatchMomentum<true>(ctx, vars, g, sizes, c);
+    } else {
+      DispatchMomentum<false>(ctx, vars, g, sizes, c);
+    }
+    Count(kRmsprop, n_);
   }
 
  private:
-  // Picks the kernel instantiation for the runtime flags.
-  void Dispatch(OpKernelContext* ctx, index_t n, T* p, const T* g, T* v, T* mom, T* avg,
-                const pyoptim::RmspropCoeffs<T>& c, bool centered, bool momentum) {
-    if (centered) {
-      DispatchMomentum<true>(ctx, n, p, g, v, mom, avg, c, momentum);
-    } else {
-      DispatchMomentum<false>(ctx, n, p, g, v, mom, avg, c, momentum);
-    }
-  }
   template <bool kC>
-  void DispatchMomentum(OpKernelContext* ctx, index_t n, T* p, const T* g, T* v, T* mom, T* avg,
-                        const pyoptim::RmspropCoeffs<T>& c, bool momentum) {
-    if (momentum) {
-      DispatchGraph<kC, true>(ctx, n, p, g, v, mom, avg, c);
+  void DispatchMomentum(OpKernelContext* ctx, LockedVariables<T>& vars,
+                        const std::vector<const T*>& g, const std::vector<index_t>& sizes,
+                        const pyoptim::RmspropCoeffs<T>& c) {
+    if (num_momentum_) {
+      DispatchGraph<kC, true>(ctx, vars, g, sizes, c);
     } else {
-      DispatchGraph<kC, false>(ctx, n, p, g, v, mom, avg, c);
-    }
-  }
-  template <bool kC, bool kM>
-  void DispatchGraph(OpKernelContext* ctx, index_t n, T* p, const T* g, T* v, T* mom, T* avg,
-                     const pyoptim::RmspropCoeffs<T>& c) {
-    const bool eps_first = epsilon_first_ && kC;
-    if (!rsqrt_mul_ && !eps_first) {  // eager Keras: the shared kernel
-      RunSharded(ctx, n, [&](int64_t b, int64_t e) {
-        pyoptim::rmsprop_range<T, kC, kM, false>(p, g, v, mom, avg, b, e, c);
-      });
-    } else if (rsqrt_mul_ && eps_first) {
-      RunSharded(ctx, n, [&](int64_t b, int64_t e) {
-        ::pyoptim_graph::rmsprop_graph_range<T, kC, kM, true, true>(p, g, v, mom, avg, b, e, n, c);
-      });
-    } else if (rsqrt_mul_) {
-      RunSharded(ctx, n, [&](int64_t b, int64_t e) {
-        ::pyoptim_graph::rmsprop_graph_range<T, kC, kM, true, false>(p, g, v, mom, avg, b, e, n, c);
-      });
-    } else {
-      RunSharded(ctx, n, [&](int64_t b, int64_t e) {
-        ::pyoptim_graph::rmsprop_graph_range<T, kC, kM, false, true>(p, g, v, mom, avg, b, e, n, c);
-      });
+      DispatchGraph<kC, false>(ctx, vars, g, sizes, c);
     }
   }
 
+  template <bool kC, bool kM>
+  void DispatchGraph(OpKernelContext* ctx, LockedVariables<T>& vars,
+                     const std::vector<const T*>& g, const std::vector<index_t>& sizes,
+                     const pyoptim::RmspropCoeffs<T>& c) {
+    const bool eps_first = epsilon_first_ && kC;
+    if (!rsqrt_mul_ && !eps_first) {  // eager Keras: the shared kernel
+      RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
+        T *p, *v, *mom, *avg;
+        Slots(vars, k, &p, &v, &mom, &avg);
+        if (decay_[k]) {
+          pyoptim::rmsprop_range<T, kC, kM, true>(p, g[k], v, mom, avg, b, e, c);
+        } else {
+          pyoptim::rmsprop_range<T, kC, kM, false>(p, g[k], v, mom, avg, b, e, c);
+        }
+      });
+    } else if (rsqrt_mul_ && eps_first) {
+      RunGraph<kC, kM, true, true>(ctx, vars, g, sizes, c);
+    } else if (rsqrt_mul_) {
+      RunGraph<kC, kM, true, false>(ctx, vars, g, sizes, c);
+    } else {
+      RunGraph<kC, kM, false, true>(ctx, vars, g, sizes, c);
+    }
+  }
+
+  template <bool kC, bool kM, bool kRsqrt, bool kEpsFirst>
+  void RunGraph(OpKernelContext* ctx, LockedVariables<T>& vars, const std::vector<const T*>& g,
+                const std::vector<index_t>& sizes, const pyoptim::RmspropCoeffs<T>& c) {
+    RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
+      T *p, *v, *mom, *avg;
+      Slots(vars, k, &p, &v, &mom, &avg);
+      ::pyoptim_graph::rmsprop_graph_range<T, kC, kM, kRsqrt, kEpsFirst>(p, g[k], v, mom, avg, b,
+                                                                          e, sizes[k], c);
+    });
+  }
+
+  void Slots(LockedVariables<T>& vars, size_t k, T** p, T** v, T** mom, T** avg) const {
+    *p = vars.data(k);
+    *v = vars.data(n_ + k);
+    *mom = num_momentum_ ? vars.data(2 * n_ + k) : nullptr;
+    *avg = num_centered_ ? vars.data(2 * n_ + num_momentum_ + k) : nullptr;
+  }
+
+  int n_ = 0;
   int num_momentum_ = 0;
   int num_centered_ = 0;
   bool rsqrt_mul_ = false;
   bool epsilon_first_ = false;
+  std::vector<bool> decay_;
 };
 
 template <class T>
 class ApplyAdamOp : public OpKernel {
  public:
   explicit ApplyAdamOp(OpKernelConstruction* c) : OpKernel(c) {
-    OP_REQUIRES_OK(c, c->GetAttr("num_amsgrad", &num_amsgrad_));
-    OP_REQUIRES(c, num_amsgrad_ <= 1,
-                absl::InvalidArgumentError("pyoptim: num_amsgrad must be 0 or 1"));
+    OP_REQUIRES_OK(c, c->GetAttr("N", &n_));
+    OP_REQUIRES_OK(c, ReadSlotCount(c, "num_amsgrad", n_, &num_amsgrad_));
+    OP_REQUIRES_OK(c, ReadFlags(c, "decay", n_, &decay_));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    const int nvars = 3 + num_amsgrad_;
-    LockedVariables<T> vars(ctx, Range(nvars));
+    const int nres = 3 * n_ + num_amsgrad_;
+    LockedVariables<T> vars(ctx, nres);
     OP_REQUIRES_OK(ctx, vars.status());
     pyoptim::AdamCoeffs<T> c{};
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars, "alpha", &c.alpha));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars + 1, "one_minus_beta_1", &c.one_minus_beta_1));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars + 2, "one_minus_beta_2", &c.one_minus_beta_2));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nvars + 3, "epsilon", &c.epsilon));
-    const Tensor* grad = nullptr;
-    OP_REQUIRES_OK(ctx, ReadGrad<T>(ctx, nvars + 4, &grad));
-    OP_REQUIRES_OK(ctx, vars.CheckAgainst(*grad));
-
-    T* p = vars.data(0);
-    T* m = vars.data(1);
-    T* v = vars.data(2);
-    T* vhat = num_amsgrad_ ? vars.data(3) : nullptr;
-    const T* g = grad->flat<T>().data();
-    const index_t n = grad->NumElements();
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres, "alpha", &c.alpha));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 1, "one_minus_beta_1", &c.one_minus_beta_1));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 2, "one_minus_beta_2", &c.one_minus_beta_2));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 3, "epsilon", &c.epsilon));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 4, "learning_rate", &c.lr));
+    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 5, "weight_decay", &c.weight_decay));
+    std::vector<const T*> g;
+    std::vector<index_t> sizes;
+    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, nres / n_, &g, &sizes));
     if (num_amsgrad_) {
-      RunSharded(ctx, n, [&](int64_t b, int64_t e) {
-        pyoptim::adam_range<T, true, false>(p, g, m, v, vhat, b, e, c);
-      });
+      Run<true>(ctx, vars, g, sizes, c);
     } else {
-      RunSharded(ctx, n, [&](int64_t b, int64_t e) {
-        pyoptim::adam_range<T, false, false>(p, g, m, v, vhat, b, e, c);
-      });
+      Run<false>(ctx, vars, g, sizes, c);
     }
-    g_calls[kAdam].fetch_add(1, std::memory_order_relaxed);
+    Count(kAdam, n_);
   }
 
  private:
+  template <bool kAmsgrad>
+  void Run(OpKernelContext* ctx, LockedVariables<T>& vars, const std::vector<const T*>& g,
+           const std::vector<index_t>& sizes, const pyoptim::AdamCoeffs<T>& c) {
+    RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
+      T* p = vars.data(k);
+      T* m = vars.data(n_ + k);
+      T* v = vars.data(2 * n_ + k);
+      T* vhat = kAmsgrad ? vars.data(3 * n_ + k) : nullptr;
+      if (decay_[k]) {
+        pyoptim::adam_range<T, kAmsgrad, true>(p, g[k], m, v, vhat, b, e, c);
+      } else {
+        pyoptim::adam_range<T, kAmsgrad, false>(p, g[k], m, v, vhat, b, e, c);
+      }
+    });
+  }
+
+  int n_ = 0;
   int num_amsgrad_ = 0;
+  std::vector<bool> decay_;
 };
 
 class KernelCallsOp : public OpKernel {
@@ -509,9 +643,12 @@ class KernelCallsOp : public OpKernel {
   explicit KernelCallsOp(OpKernelConstruction* c) : OpKernel(c) {}
   void Compute(OpKernelContext* ctx) override {
     Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({3}), &out));
-    auto flat = out->flat<int64_t>();
-    for (int k = 0; k < 3; ++k) flat(k) = g_calls[k].load(std::memory_order_relaxed);
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({2, 3}), &out));
+    auto m = out->matrix<int64_t>();
+    for (int k = 0; k < 3; ++k) {
+      m(0, k) = g_calls[k].load(std::memory_order_relaxed);
+      m(1, k) = g_ops[k].load(std::memory_order_relaxed);
+    }
   }
 };
 
