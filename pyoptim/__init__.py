@@ -2,8 +2,8 @@
 
 * NumPy, functional: :func:`sgd_update`, :func:`rmsprop_update`, :func:`adam_update`
   update arrays in place, bit-identical to ``keras.optimizers`` in float32.
-* NumPy, stateful: :class:`SGD`, :class:`RMSprop`, :class:`Adam` update a list of
-  arrays in one native call (``opt.apply(grads, params)``).
+* NumPy, stateful: :class:`SGD`, :class:`RMSprop`, :class:`Adam`, :class:`AdamW` update
+  a list of arrays in one native call (``opt.apply(grads, params)``).
 * Keras: ``pyoptim.keras.SGD`` / ``RMSprop`` / ``Adam`` (imports TensorFlow).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ._core import (
     sgd_update,
 )
 from .config import show_config
-from .optimizers import SGD, Adam, Optimizer, RMSprop
+from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ if _isa_warning:
 __all__ = [
     "SGD",
     "Adam",
+    "AdamW",
     "Optimizer",
     "RMSprop",
     "adam_update",

@@ -60,10 +60,10 @@ class Optimizer:
     """Base class: learning rate (float or callable of the step), weight decay,
     gradient clipping, iterations, state save and load.
 
-    Not usable by itself: :class:`SGD`, :class:`RMSprop` and :class:`Adam` are
-    the optimizers.  A subclass lists its hyperparameters (``_hyper_names``),
-    names its slots (``_slot_names``, in Keras' creation order
-    ``_variable_groups``) and implements ``_update``.
+    Not usable by itself: :class:`SGD`, :class:`RMSprop`, :class:`Adam` and
+    :class:`AdamW` are the optimizers.  A subclass lists its hyperparameters
+    (``_hyper_names``), names its slots (``_slot_names``, in Keras' creation
+    order ``_variable_groups``) and implements ``_update``.
     """
 
     # Hyperparameters checked on assignment (see __setattr__); subclasses add theirs.
@@ -684,3 +684,43 @@ class Adam(Optimizer):
             **super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
             "epsilon": self.epsilon, "amsgrad": self.amsgrad,
         }
+
+
+class AdamW(Adam):
+    """AdamW, as keras.optimizers.AdamW: :class:`Adam` with decoupled weight decay
+    on by default (``weight_decay=0.004``), Keras' argument order and defaults::
+
+        p = p - p * weight_decay * lr        (Keras' _apply_weight_decay)
+        then the Adam (or AMSGrad) update of :class:`Adam`
+
+    The decay runs in the same native pass as the update, element by element
+    (one ``_adam_multi`` call per ``apply``).  As in Keras, ``weight_decay`` must
+    be a number: ``None`` is refused (ValueError) at construction and, as every
+    assignment here is checked as the constructor checks, on assignment too
+    (Keras accepts ``opt.weight_decay = None`` and stops decaying).
+    """
+
+    def __init__(
+        self,
+        learning_rate: LearningRate = 0.001,
+        weight_decay: float = 0.004,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-07,
+        amsgrad: bool = False,
+        clipnorm: Optional[float] = None,
+        clipvalue: Optional[float] = None,
+        global_clipnorm: Optional[float] = None,
+        name: str = "AdamW",
+    ) -> None:
+        super().__init__(
+            learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad,
+            weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm, name=name,
+        )
+
+    def _check(self) -> None:
+        super()._check()
+        if self.weight_decay is None:
+            # keras.optimizers.AdamW's own check and message.
+            raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")

@@ -16,6 +16,7 @@ SLOT_ATTRS = {
     "RMSprop": {"velocities": "_velocities", "momentums": "_momentums", "average_gradients": "_average_gradients"},
     "Adam": {"momentums": "_momentums", "velocities": "_velocities", "velocity_hats": "_velocity_hats"},
 }
+SLOT_ATTRS["AdamW"] = SLOT_ATTRS["Adam"]  # keras.optimizers.AdamW is an Adam subclass
 
 
 def keras_optimizer(kind: str, **kwargs) -> keras.optimizers.Optimizer:
