@@ -8,10 +8,12 @@
 Per optimizer (SGD with momentum, RMSprop, Adam), float32, per size (1, 1e3 ... 1e7
 elements, and 100 tensors x 1e3), it times pyoptim's NumPy API (functional and
 stateful multi-tensor), pyoptim.keras and keras.optimizers (apply_gradients in a
-tf.function), TF's fused kernels (tf.raw_ops.ResourceApply*), plain NumPy, torch.optim
-(foreach and fused, if torch is installed) and the memory roofline (a C loop with
-the same traffic, compiled here); then model.fit epoch times with pyoptim.keras and
-keras.optimizers.  See bench/README.md for the method and every column.
+tf.function, and eagerly), TF's fused kernels (tf.raw_ops.ResourceApply*), plain NumPy,
+torch.optim (foreach and fused, if torch is installed) and the memory roofline (a C loop
+with the same traffic, compiled here); then AdamW's step against Adam's per pyoptim API;
+then model.fit epoch and step times with pyoptim.keras and keras.optimizers over the model
+zoo (pipeline, heavy, many_small, transformer) x (SGD, RMSprop, Adam, AdamW).  See
+bench/README.md for the method and every column.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="smoke test: sizes 1, 1e4, 1e6 and 10x1e3, few rounds, small e2e (Adam only)")
+                    help="smoke test: sizes 1, 1e4, 1e6 and 10x1e3, few rounds, AdamW-vs-Adam at 1e5, shrunk zoo "
+                         "(every optimizer on pipeline, Adam on the others)")
     ap.add_argument("--out", metavar="DIR", default=None,
                     help="directory for results.json, table.txt and the PNGs (default: bench/results)")
     ap.add_argument("--threads", type=int, default=None,
