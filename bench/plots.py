@@ -168,8 +168,12 @@ def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
     plt = _plt()
     res = [r for r in e2e.get("results", []) if not r.get("skipped")]
     models = list(dict.fromkeys(r["model"] for r in res))
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    cols = min(2, len(models))  # the zoo's four models as a 2 x 2 grid
+    nrows = -(-len(models) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 3.6 * nrows + 0.6), squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax, model in zip(axes.flat, models):
         rows = [r for r in res if r["model"] == model]
         opts = list(dict.fromkeys(r["optimizer"] for r in rows))
         impls = list(dict.fromkeys(r["impl"] for r in rows))
@@ -193,7 +197,7 @@ def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
         ax.set_title(f"{model} ({nvars} variables, {params:,} parameters)", fontsize=10)
         ax.grid(True, axis="y", alpha=0.25)
     _finish(fig, path, title + "\nbars: median step time (epoch time / steps); whiskers: quartiles",
-            legend_axes=axes[0])
+            legend_axes=list(axes.flat[:len(models)]), bottom=0.06)
 
 
 def write_all(results: Dict[str, Any], out_dir: str) -> List[str]:
