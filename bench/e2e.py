@@ -1,97 +1,62 @@
-"""End to end: ``model.fit`` epoch time with pyoptim.keras against keras.optimizers.
+"""End to end: ``model.fit`` epoch and step time with pyoptim.keras against keras.optimizers,
+over the model zoo of ``zoo.py`` (pipeline, heavy, many_small, transformer) and the
+optimizers SGD (momentum 0.9), RMSprop, Adam and AdamW (hyperparameters in
+``problems.HYPER``).
 
-Two models, both trained from the same initial weights with ``shuffle=False``:
+Implementations (:class:`Variant`): ``pyoptim.keras`` and ``keras`` (keras.optimizers) with
+Keras' default compile settings (``jit_compile`` resolves to False for these models on CPU;
+recorded), and ``keras.xla``: keras.optimizers with ``model.compile(jit_compile=True)`` (XLA
+compiles the whole train step; pyoptim.keras would fall back to Keras' update there), only on
+the models whose ``ModelSpec.xla`` is set.
 
-* ``pipeline``: the model of ``pyoptim trace``: Input(10) -> Dense(64, ReLU) ->
-  Dense(3, softmax) on 1000 rows (batch 32): tiny, the optimizer is a small part of
-  each step.
-* ``heavy``: an optimizer-heavy model of about 10.5M parameters:
-  Input(16 token ids) -> Embedding(1000, 32) -> Flatten -> Dense(4096, ReLU) ->
-  Dense(2048, ReLU) -> Dense(10, softmax), 256 rows, batch 16.  With small batches the
-  forward and backward passes are cheap next to updating 10.5M parameters and two
-  Adam states every step.  (The Embedding's gradient is sparse; it holds 0.3% of the
-  parameters.)
+A (model, optimizer) cell runs only when pyoptim.keras has that optimizer (e.g.
+``pyoptim.keras.AdamW`` may not exist yet): otherwise every row of the cell is recorded with
+``skipped: true`` and the reason, and nothing is timed (there would be no ratio to report).
+When pyoptim.keras is unavailable altogether the other implementations still run.
 
-Implementations: ``pyoptim.keras`` and ``keras`` (keras.optimizers) with Keras' default
-compile settings (``jit_compile`` resolves to False for these models on CPU; recorded), and
-``keras.xla``: keras.optimizers with ``model.compile(jit_compile=True)`` (XLA compiles the
-whole train step; pyoptim.keras would fall back to Keras' update there).
-
-Per (model, optimizer), each implementation gets its own model and optimizer; one
-warm-up epoch traces the train function; then rounds of one epoch each alternate
-between the implementations (A/B interleaving).  The epoch time is measured by a
-callback from ``on_epoch_begin`` to ``on_epoch_end``.
+Per cell, each implementation gets its own model (same initial weights, ``shuffle=False``)
+and optimizer; one warm-up epoch traces the train function; then rounds of one epoch each
+alternate between the implementations (A/B interleaving).  The epoch time is measured by a
+callback from ``on_epoch_begin`` to ``on_epoch_end``; the step time is the epoch time divided
+by the steps per epoch.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Tuple
-
-import numpy as np
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from harness import summarize
 from problems import HYPER
+from zoo import ModelSpec, model_specs
+
+PYOPTIM = "pyoptim.keras"
 
 
-@dataclass(frozen=True)
-class ModelSpec:
+@dataclass
+class Variant:
+    """One implementation of the model.fit benchmark: optimizer classes by name (absent ones
+    are unavailable, ``missing`` says why), extra ``model.compile`` arguments, and whether it
+    compiles with XLA (then it runs only on models with ``ModelSpec.xla``)."""
+
     name: str
-    description: str
-    rows: int
-    batch_size: int
-    build: Callable[[Any], Any]
-    data: Callable[[int], Tuple[np.ndarray, np.ndarray]]
+    classes: Dict[str, Any]
+    missing: Dict[str, str] = field(default_factory=dict)
+    compile_kwargs: Dict[str, Any] = field(default_factory=dict)
+    xla: bool = False
 
 
-def _pipeline(keras: Any, hidden: int = 64) -> Any:
-    return keras.Sequential([
-        keras.Input((10,)),
-        keras.layers.Dense(hidden, activation="relu"),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
-
-
-def _pipeline_data(rows: int) -> Tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(1)
-    centers = rng.normal(0, 2, size=(3, 10)).astype(np.float32)
-    y = rng.integers(0, 3, size=rows).astype(np.int32)
-    x = (centers[y] + rng.normal(0, 1, size=(rows, 10))).astype(np.float32)
-    return x, y
-
-
-def _heavy(keras: Any, seq: int = 16, vocab: int = 1000, dim: int = 32, h1: int = 4096, h2: int = 2048) -> Any:
-    return keras.Sequential([
-        keras.Input((seq,), dtype="int32"),
-        keras.layers.Embedding(vocab, dim),
-        keras.layers.Flatten(),
-        keras.layers.Dense(h1, activation="relu"),
-        keras.layers.Dense(h2, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-
-
-def _heavy_data(rows: int, seq: int = 16, vocab: int = 1000) -> Tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(2)
-    x = rng.integers(0, vocab, size=(rows, seq)).astype(np.int32)
-    y = (x.sum(axis=1) % 10).astype(np.int32)
-    return x, y
-
-
-def model_specs(quick: bool) -> List[ModelSpec]:
-    """The two models; ``quick`` shrinks the heavy one (about 1M parameters, 64 rows)
-    so that the smoke test stays short."""
-    pipeline = ModelSpec("pipeline", "Input(10) -> Dense(64, ReLU) -> Dense(3, softmax); 1000 rows, batch 32",
-                         1000, 32, _pipeline, _pipeline_data)
-    if quick:
-        heavy = ModelSpec("heavy", "Input(16 ids) -> Embedding(1000, 32) -> Flatten -> Dense(1024, ReLU) -> "
-                                   "Dense(512, ReLU) -> Dense(10, softmax); 64 rows, batch 16 (quick: shrunk)",
-                          64, 16, lambda k: _heavy(k, h1=1024, h2=512), _heavy_data)
-    else:
-        heavy = ModelSpec("heavy", "Input(16 ids) -> Embedding(1000, 32) -> Flatten -> Dense(4096, ReLU) -> "
-                                   "Dense(2048, ReLU) -> Dense(10, softmax); 256 rows, batch 16",
-                          256, 16, _heavy, _heavy_data)
-    return [pipeline, heavy]
+def e2e_plan(quick: bool, optimizers: Sequence[str], models: Sequence[str]) -> List[Tuple[str, str]]:
+    """(model, optimizer) cells to run, in order.  Full: every model with every optimizer.
+    Quick: every optimizer on ``pipeline``, Adam on the other models (traces dominate)."""
+    plan = []
+    for model in models:
+        for opt in optimizers:
+            if not quick or model == "pipeline" or opt == "adam":
+                plan.append((model, opt))
+    if quick and not plan:  # e.g. --e2e-optimizers sgd --e2e-models heavy
+        plan = [(models[0], optimizers[0])] if models and optimizers else []
+    return plan
 
 
 class _EpochTimer:
@@ -111,54 +76,111 @@ class _EpochTimer:
         self.callback = CB()
 
 
-def run_e2e(keras: Any, variants: Dict[str, Tuple[Dict[str, Any], Dict[str, Any]]], optimizers: List[str],
-            quick: bool, rounds: int, log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Time one-epoch ``model.fit`` calls.  ``variants[impl] = (classes, compile_kwargs)``:
-    ``classes[opt]`` is the optimizer class (e.g. 'keras' -> keras.optimizers.Adam) and
-    ``compile_kwargs`` extra ``model.compile`` arguments (e.g. ``jit_compile=True``)."""
+def _size(model: Any) -> Tuple[int, int]:
+    """(trainable variables, trainable parameters) of a built model."""
+    variables = model.trainable_variables
+    return len(variables), int(sum(int(v.numpy().size) for v in variables))
+
+
+def _skip_reason(spec: ModelSpec, opt: str, variants: Sequence[Variant]) -> Optional[str]:
+    pk = next((v for v in variants if v.name == PYOPTIM), None)
+    if pk is not None and opt not in pk.classes:
+        return pk.missing.get(opt, f"pyoptim.keras has no class for {opt}")
+    return None
+
+
+def _time_cell(keras: Any, spec: ModelSpec, opt: str, variants: Sequence[Variant], init: List[Any],
+               data: Tuple[Any, Any], rounds: int) -> Dict[str, Tuple[Any, _EpochTimer]]:
+    """Compile and warm up one model per variant, then time ``rounds`` interleaved epochs."""
+    x, y = data
+    runs: Dict[str, Tuple[Any, _EpochTimer]] = {}
+    for v in variants:
+        model = spec.build(keras)
+        model.set_weights(init)
+        model.compile(optimizer=v.classes[opt](**HYPER[opt]), loss="sparse_categorical_crossentropy",
+                      **v.compile_kwargs)
+        timer = _EpochTimer(keras)
+        model.fit(x, y, batch_size=spec.batch_size, epochs=1, shuffle=False, verbose=0)  # trace
+        runs[v.name] = (model, timer)
+    names = list(runs)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            model, timer = runs[name]
+            model.fit(x, y, batch_size=spec.batch_size, epochs=1, shuffle=False, verbose=0,
+                      callbacks=[timer.callback])
+    return runs
+
+
+def _summary(spec: ModelSpec, opt: str, size: Tuple[int, int], rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One (model, optimizer) line: step medians per implementation and keras / pyoptim."""
+    out: Dict[str, Any] = {"model": spec.name, "optimizer": opt, "variables": size[0], "parameters": size[1],
+                           "steps_per_epoch": spec.steps_per_epoch}
+    timed = {r["impl"]: r for r in rows if not r.get("skipped")}
+    if not timed:
+        out.update(skipped=True, reason=rows[0]["reason"] if rows else "no implementation")
+        return out
+    for name, r in timed.items():
+        out[f"{name}_step_s"] = r["step_median_s"]
+    pk = timed.get(PYOPTIM)
+    for name in ("keras", "keras.xla"):
+        if pk and name in timed:
+            out[f"{name}_over_pyoptim"] = timed[name]["step_median_s"] / pk["step_median_s"]
+    return out
+
+
+def run_e2e(keras: Any, variants: Sequence[Variant], plan: Sequence[Tuple[str, str]], quick: bool, rounds: int,
+            log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Time one-epoch ``model.fit`` calls for every (model, optimizer) of ``plan``.
+    Returns ``{"models": [...], "results": [one row per cell and implementation],
+    "summary": [one line per cell]}``."""
     results: List[Dict[str, Any]] = []
-    specs = model_specs(quick)
-    for spec in specs:
+    summary: List[Dict[str, Any]] = []
+    specs = {s.name: s for s in model_specs(quick)}
+    used = [specs[m] for m in dict.fromkeys(m for m, _ in plan)]
+    sizes: Dict[str, Tuple[int, int]] = {}
+    for spec in used:
         t_model = time.perf_counter()
-        x, y = spec.data(spec.rows)
+        data = spec.data(spec.rows)
         keras.utils.set_random_seed(0)
-        init = spec.build(keras).get_weights()
-        n_params = int(sum(w.size for w in init))
-        for opt_name in optimizers:
-            runs: Dict[str, Tuple[Any, _EpochTimer]] = {}
-            for impl, (classes, compile_kwargs) in variants.items():
-                model = spec.build(keras)
-                model.set_weights(init)
-                model.compile(optimizer=classes[opt_name](**HYPER[opt_name]),
-                              loss="sparse_categorical_crossentropy", **compile_kwargs)
-                timer = _EpochTimer(keras)
-                model.fit(x, y, batch_size=spec.batch_size, epochs=1, shuffle=False, verbose=0)  # trace
-                runs[impl] = (model, timer)
-            names = list(runs)
-            for r in range(rounds):
-                for impl in names[r % len(names):] + names[: r % len(names)]:
-                    model, timer = runs[impl]
-                    model.fit(x, y, batch_size=spec.batch_size, epochs=1, shuffle=False, verbose=0,
-                              callbacks=[timer.callback])
-            losses = {impl: float(runs[impl][0].evaluate(x, y, batch_size=256, verbose=0)) for impl in names}
-            paths = {impl: runs[impl][0].optimizer.path_counts() for impl in names
-                     if callable(getattr(runs[impl][0].optimizer, "path_counts", None))}
-            for impl in names:
-                st = summarize(runs[impl][1].times, 1)
-                results.append({
-                    "model": spec.name, "optimizer": opt_name, "impl": impl, "parameters": n_params,
-                    "rows": spec.rows, "batch_size": spec.batch_size,
-                    "steps_per_epoch": -(-spec.rows // spec.batch_size),
-                    "epoch_median_s": st.median_s, "epoch_q1_s": st.q1_s, "epoch_q3_s": st.q3_s,
-                    "epoch_iqr_s": st.iqr_s, "epoch_min_s": st.min_s, "epochs_timed": st.samples,
-                    "final_loss": losses[impl], "jit_compile": bool(runs[impl][0].jit_compile),
-                })
-                if impl in paths:
-                    results[-1]["path_counts"] = paths[impl]
-                log(f"  e2e {spec.name:8s} {opt_name:8s} {impl:14s} epoch median {st.median_s * 1e3:9.1f} ms "
-                    f"(IQR {st.iqr_s * 1e3:.1f} ms, {st.samples} epochs)")
-            del runs
+        reference = spec.build(keras)
+        init = reference.get_weights()
+        sizes[spec.name] = size = _size(reference)
+        del reference
+        for model_name, opt in plan:
+            if model_name != spec.name:
+                continue
+            base = {"model": spec.name, "optimizer": opt, "variables": size[0], "parameters": size[1],
+                    "rows": spec.rows, "batch_size": spec.batch_size, "steps_per_epoch": spec.steps_per_epoch}
+            here = [v for v in variants if spec.xla or not v.xla]
+            reason = _skip_reason(spec, opt, here)
+            cell: List[Dict[str, Any]] = []
+            if reason is not None:
+                for v in here:
+                    cell.append({**base, "impl": v.name, "skipped": True, "reason": reason})
+                log(f"  e2e {spec.name:11s} {opt:8s} skipped: {reason}")
+            else:
+                here = [v for v in here if opt in v.classes]
+                runs = _time_cell(keras, spec, opt, here, init, data, rounds)
+                for name, (model, timer) in runs.items():
+                    st = summarize(timer.times, 1)
+                    row = {**base, "impl": name, "skipped": False,
+                           "epoch_median_s": st.median_s, "epoch_q1_s": st.q1_s, "epoch_q3_s": st.q3_s,
+                           "epoch_iqr_s": st.iqr_s, "epoch_min_s": st.min_s, "epochs_timed": st.samples,
+                           "step_median_s": st.median_s / spec.steps_per_epoch,
+                           "final_loss": float(model.evaluate(*data, batch_size=256, verbose=0)),
+                           "jit_compile": bool(model.jit_compile)}
+                    counts = getattr(model.optimizer, "path_counts", None)
+                    if callable(counts):
+                        row["path_counts"] = counts()
+                    cell.append(row)
+                    log(f"  e2e {spec.name:11s} {opt:8s} {name:14s} epoch median {st.median_s * 1e3:9.1f} ms, "
+                        f"step {row['step_median_s'] * 1e3:8.2f} ms (IQR {st.iqr_s * 1e3:.1f} ms, "
+                        f"{st.samples} epochs)")
+                del runs
+            results.extend(cell)
+            summary.append(_summary(spec, opt, size, cell))
         log(f"  e2e {spec.name}: {time.perf_counter() - t_model:.1f} s")
     return {"models": [{"name": s.name, "description": s.description, "rows": s.rows,
-                        "batch_size": s.batch_size} for s in specs],
-            "results": results}
+                        "batch_size": s.batch_size, "steps_per_epoch": s.steps_per_epoch, "xla": s.xla,
+                        "variables": sizes[s.name][0], "parameters": sizes[s.name][1]} for s in used],
+            "results": results, "summary": summary}

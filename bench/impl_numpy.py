@@ -30,7 +30,8 @@ class PyoptimFunctional(Impl):
     def make(self, optimizer: str, case: Case, data: Data) -> Step:
         po, h = self._po, HYPER[optimizer]
         params, grads = _copies(data)
-        states = [[np.zeros_like(p) for p in params] for _ in range(N_STATES_OF[optimizer])]
+        states = [[np.zeros_like(p) for p in params] for _ in range(N_STATES_OF["adam" if optimizer == "adamw"
+                                                                                else optimizer])]
         items = list(zip(params, grads, *states))
         if optimizer == "sgd":
             fn = po.sgd_update
@@ -48,16 +49,17 @@ class PyoptimFunctional(Impl):
                 for p, g, v in items:
                     fn(p, g, v, learning_rate=lr, rho=rho, epsilon=eps)
 
-        else:
+        else:  # adam, and adamw: adam_update(weight_decay=...)
             fn = po.adam_update
             lr, b1, b2, eps = h["learning_rate"], h["beta_1"], h["beta_2"], h["epsilon"]
+            wd = h.get("weight_decay")
             counter = [0]
 
             def step() -> None:
                 counter[0] += 1
                 t = counter[0]
                 for p, g, m, v in items:
-                    fn(p, g, m, v, step=t, learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=eps)
+                    fn(p, g, m, v, step=t, learning_rate=lr, beta_1=b1, beta_2=b2, epsilon=eps, weight_decay=wd)
 
         return step
 
@@ -75,8 +77,9 @@ class PyoptimStateful(Impl):
         self._po = pyoptim
 
     def make(self, optimizer: str, case: Case, data: Data) -> Step:
-        cls = {"sgd": self._po.SGD, "rmsprop": self._po.RMSprop, "adam": self._po.Adam}[optimizer]
-        opt = cls(**HYPER[optimizer])
+        po = self._po
+        cls = {"sgd": po.SGD, "rmsprop": po.RMSprop, "adam": po.Adam, "adamw": po.Adam}[optimizer]
+        opt = cls(**HYPER[optimizer])  # adamw: pyoptim.Adam(weight_decay=...)
         params, grads = _copies(data)
         apply = opt.apply
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional
 
-from impl_base import Impl, Step
+from impl_base import Impl, Step, Unavailable
 from problems import HYPER, Case, Data
 
 _TF: Dict[str, Any] = {}
@@ -118,9 +118,10 @@ class TFRawOps(_TFImpl):
 
 
 def keras_step(keras_module: Any, optimizer_cls: Any, data: Data, hyper: Dict[str, float],
-               jit_compile: bool = False) -> Step:
-    """``optimizer.apply_gradients`` over Keras variables inside one tf.function
-    (compiled with XLA when ``jit_compile``)."""
+               jit_compile: bool = False, eager: bool = False) -> Step:
+    """``optimizer.apply_gradients`` over Keras variables inside one tf.function (compiled
+    with XLA when ``jit_compile``), or called eagerly when ``eager`` (a custom training
+    loop without tf.function: every step dispatches the update's ops one by one)."""
     tf = _TF["tf"]
     keras = _TF["keras"]
     variables = [keras.Variable(p, dtype="float32") for p in data.params]
@@ -128,28 +129,49 @@ def keras_step(keras_module: Any, optimizer_cls: Any, data: Data, hyper: Dict[st
     opt = optimizer_cls(**hyper)
     opt.build(variables)
 
-    @tf.function(jit_compile=jit_compile)
-    def fn():
+    def apply() -> None:
         opt.apply_gradients(zip(grads, variables))
 
-    fn()  # trace outside the timed region
+    fn = apply if eager else tf.function(apply, jit_compile=jit_compile)
+    fn()  # trace (or the first eager step) outside the timed region
     step = lambda: fn()  # noqa: E731
     step._keep = (variables, opt)  # type: ignore[attr-defined]
     counts = getattr(opt, "path_counts", None)
-    if callable(counts):  # pyoptim.keras: prove which path the traced update takes
+    if callable(counts):  # pyoptim.keras: prove which path the traced (or eager) update takes
         c = counts()
         step._notes = {"fast_path": c["fallback"] == 0 and c["fast"] > 0, "path_counts": c}  # type: ignore[attr-defined]
     return step
 
 
+CLASS_NAMES: Dict[str, str] = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
+
+
+def missing_class_reason(optimizer: str) -> str:
+    """Why a pyoptim.keras row of ``optimizer`` is not measured when the class is absent."""
+    name = CLASS_NAMES[optimizer]
+    return f"pyoptim.keras has no {name} (hasattr(pyoptim.keras, {name!r}) is False)"
+
+
+def keras_classes(module: Any) -> Dict[str, Any]:
+    """Optimizer classes of ``keras.optimizers`` (or pyoptim.keras) by benchmark name;
+    ``adamw`` only when the module has ``AdamW``."""
+    return {k: getattr(module, v) for k, v in CLASS_NAMES.items() if hasattr(module, v)}
+
+
 class KerasOptimizers(_TFImpl):
     name = "keras"
     description = "keras.optimizers.SGD / RMSprop / Adam: apply_gradients inside tf.function"
+    eager = False
 
     def make(self, optimizer: str, case: Case, data: Data) -> Step:
-        ko = _TF["keras"].optimizers
-        cls = {"sgd": ko.SGD, "rmsprop": ko.RMSprop, "adam": ko.Adam}[optimizer]
-        return keras_step(_TF["keras"], cls, data, HYPER[optimizer])
+        cls = keras_classes(_TF["keras"].optimizers)[optimizer]
+        return keras_step(_TF["keras"], cls, data, HYPER[optimizer], eager=self.eager)
+
+
+class KerasEager(KerasOptimizers):
+    name = "keras.eager"
+    description = "keras.optimizers.SGD / RMSprop / Adam: apply_gradients called eagerly (no tf.function)"
+    eager = True
 
 
 class KerasXLA(_TFImpl):
@@ -167,6 +189,7 @@ class PyoptimKeras(_TFImpl):
     name = "pyoptim.keras"
     group = "pyoptim"
     description = "pyoptim.keras.SGD / RMSprop / Adam (TF custom op): apply_gradients inside tf.function"
+    eager = False
 
     def setup(self) -> None:
         super().setup()
@@ -184,9 +207,10 @@ class PyoptimKeras(_TFImpl):
         self._pk = pk
 
     def make(self, optimizer: str, case: Case, data: Data) -> Step:
-        pk = self._pk
-        cls = {"sgd": pk.SGD, "rmsprop": pk.RMSprop, "adam": pk.Adam}[optimizer]
-        return keras_step(_TF["keras"], cls, data, HYPER[optimizer])
+        classes = keras_classes(self._pk)
+        if optimizer not in classes:
+            raise Unavailable(missing_class_reason(optimizer))
+        return keras_step(_TF["keras"], classes[optimizer], data, HYPER[optimizer], eager=self.eager)
 
     def info(self) -> Dict[str, object]:
         d = super().info()
@@ -198,3 +222,9 @@ class PyoptimKeras(_TFImpl):
             except Exception as e:  # report, never fail the run for this
                 d["status"] = f"error: {type(e).__name__}: {e}"
         return d
+
+
+class PyoptimKerasEager(PyoptimKeras):
+    name = "pyoptim.keras.eager"
+    description = "pyoptim.keras.SGD / RMSprop / Adam (TF custom op): apply_gradients called eagerly (no tf.function)"
+    eager = True

@@ -11,6 +11,8 @@ STYLE = {  # implementation -> (color, linestyle, marker)
     "numpy": ("#7f7f7f", "-", "v"),
     "tf.raw_ops": ("#2ca02c", "-", "^"),
     "keras": ("#17becf", "-", "<"),
+    "pyoptim.keras.eager": ("#f7b6d2", ":", "d"),
+    "keras.eager": ("#9edae5", ":", "<"),
     "keras.xla": ("#8c564b", "-", "X"),
     "torch.foreach": ("#1f77b4", "-", ">"),
     "torch.fused": ("#9467bd", "-", "P"),
@@ -121,7 +123,8 @@ def plot_speedup(micro: List[Dict[str, Any]], optimizers: List[str], cases: List
                              squeeze=False)
     for ax, opt in zip(axes[:, 0], optimizers):
         x = np.arange(len(cases))
-        pairs = [p for p in ("keras/pyoptim.keras", "keras.xla/pyoptim.keras") if p.split("/")[0] in impls]
+        pairs = [p for p in ("keras/pyoptim.keras", "keras.xla/pyoptim.keras", "keras.eager/pyoptim.keras.eager")
+                 if p.split("/")[0] in impls]
         series = others + pairs
         width = 0.8 / max(1, len(series))
         for k, impl in enumerate(series):
@@ -129,7 +132,7 @@ def plot_speedup(micro: List[Dict[str, Any]], optimizers: List[str], cases: List
             for case in cases:
                 if "/" in impl:
                     a = _one(micro, opt, case, impl.split("/")[0])
-                    b = _one(micro, opt, case, "pyoptim.keras")
+                    b = _one(micro, opt, case, impl.split("/")[1])
                     vals.append(a["median_s"] / b["median_s"] if a and b else np.nan)
                 else:
                     a = _one(micro, opt, case, impl)
@@ -158,14 +161,19 @@ def _one(micro, opt, case, impl) -> Optional[Dict[str, Any]]:
 
 
 def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
-    """Bars: median model.fit epoch time per model and optimizer, per implementation."""
+    """Bars: median model.fit step time (epoch / steps) per model and optimizer, per
+    implementation; skipped cells (e.g. no pyoptim.keras.AdamW) are left out."""
     import numpy as np
 
     plt = _plt()
-    res = e2e.get("results", [])
+    res = [r for r in e2e.get("results", []) if not r.get("skipped")]
     models = list(dict.fromkeys(r["model"] for r in res))
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    cols = min(2, len(models))  # the zoo's four models as a 2 x 2 grid
+    nrows = -(-len(models) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 3.6 * nrows + 0.6), squeeze=False)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax, model in zip(axes.flat, models):
         rows = [r for r in res if r["model"] == model]
         opts = list(dict.fromkeys(r["optimizer"] for r in rows))
         impls = list(dict.fromkeys(r["impl"] for r in rows))
@@ -173,20 +181,23 @@ def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
         width = 0.8 / max(1, len(impls))
         for k, impl in enumerate(impls):
             picked = [next((r for r in rows if r["optimizer"] == o and r["impl"] == impl), None) for o in opts]
-            vals = [r["epoch_median_s"] if r else np.nan for r in picked]
-            err = [[r["epoch_median_s"] - r["epoch_q1_s"] if r else 0 for r in picked],
-                   [r["epoch_q3_s"] - r["epoch_median_s"] if r else 0 for r in picked]]
+            per = [1e3 / r["steps_per_epoch"] if r else 0.0 for r in picked]  # epoch s -> step ms
+            vals = [r["epoch_median_s"] * f if r else np.nan for r, f in zip(picked, per)]
+            err = [[(r["epoch_median_s"] - r["epoch_q1_s"]) * f if r else 0 for r, f in zip(picked, per)],
+                   [(r["epoch_q3_s"] - r["epoch_median_s"]) * f if r else 0 for r, f in zip(picked, per)]]
             ax.bar(x + (k - (len(impls) - 1) / 2) * width, vals, width, yerr=err, capsize=3,
                    error_kw={"elinewidth": 0.8},
                    label=impl + (" (jit_compile=True)" if impl == "keras.xla" else ""),
                    color=STYLE.get(impl, ("#bcbd22",))[0])
         ax.set_xticks(x)
         ax.set_xticklabels(opts)
-        ax.set_ylabel("epoch time (s)")
+        ax.set_ylabel("step time (ms)")
         params = rows[0]["parameters"] if rows else 0
-        ax.set_title(f"{model} ({params:,} parameters)", fontsize=10)
+        nvars = rows[0].get("variables", 0) if rows else 0
+        ax.set_title(f"{model} ({nvars} variables, {params:,} parameters)", fontsize=10)
         ax.grid(True, axis="y", alpha=0.25)
-    _finish(fig, path, title + "\nbars: median epoch time; whiskers: quartiles", legend_axes=axes[0])
+    _finish(fig, path, title + "\nbars: median step time (epoch time / steps); whiskers: quartiles",
+            legend_axes=list(axes.flat[:len(models)]), bottom=0.06)
 
 
 def write_all(results: Dict[str, Any], out_dir: str) -> List[str]:
@@ -204,7 +215,7 @@ def write_all(results: Dict[str, Any], out_dir: str) -> List[str]:
                          ("speedup.png", lambda p: plot_speedup(micro, opts, cases, impls, p, title))):
             fn(os.path.join(out_dir, name))
             written.append(name)
-    if results.get("e2e") and results["e2e"].get("results"):
+    if results.get("e2e") and any(not r.get("skipped") for r in results["e2e"].get("results", [])):
         plot_e2e(results["e2e"], os.path.join(out_dir, "e2e.png"), title)
         written.append("e2e.png")
     return written

@@ -19,7 +19,12 @@ HYPER: Dict[str, Dict[str, float]] = {
     "sgd": {"learning_rate": 0.01, "momentum": 0.9},
     "rmsprop": {"learning_rate": 0.001, "rho": 0.9, "epsilon": 1e-7},
     "adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+    # keras.optimizers.AdamW's defaults (weight_decay 0.004); model.fit zoo and AdamW-vs-Adam only.
+    "adamw": {"learning_rate": 0.001, "weight_decay": 0.004, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
 }
+
+#: Optimizers of the model.fit zoo (the per-step micro benchmark does OPTIMIZERS).
+E2E_OPTIMIZERS: Tuple[str, ...] = ("sgd", "rmsprop", "adam", "adamw")
 
 #: State arrays per optimizer for these hyperparameters (Keras' slot names).
 STATE_NAMES: Dict[str, Tuple[str, ...]] = {

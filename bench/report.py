@@ -45,8 +45,9 @@ def _target(name: str, goal: str, measured: Optional[float], unit: str, ok: Opti
     return {"name": name, "target": goal, "measured": measured, "unit": unit, "met": ok, "detail": detail}
 
 
-def targets(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The targets of issue 5, evaluated on this run (reported, never asserted)."""
+def targets(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
+            adamw: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+    """The targets of issue 5 and [fused-step], evaluated on this run (reported, never asserted)."""
     out: List[Dict[str, Any]] = []
     r = _find(micro, "adam", "1e7", "pyoptim.fn")
     frac = r.get("roofline_fraction") if r else None
@@ -82,7 +83,8 @@ def targets(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]]) -> List[
     ratio = None
     rows: Dict[str, Dict[str, Any]] = {}
     if e2e:
-        rows = {x["impl"]: x for x in e2e.get("results", []) if x["model"] == "heavy" and x["optimizer"] == "adam"}
+        rows = {x["impl"]: x for x in e2e.get("results", []) if x["model"] == "heavy" and x["optimizer"] == "adam"
+                and not x.get("skipped")}
         if "keras" in rows and "pyoptim.keras" in rows:
             ratio = rows["keras"]["epoch_median_s"] / rows["pyoptim.keras"]["epoch_median_s"]
     detail = "" if ratio is not None else "not measured"
@@ -91,7 +93,91 @@ def targets(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]]) -> List[
                  f"{rows['keras.xla']['epoch_median_s'] / rows['pyoptim.keras']['epoch_median_s']:.2f}x"
     out.append(_target("fit_epoch_heavy_adam", ">= 2x (keras epoch / pyoptim.keras epoch)", ratio, "x",
                        None if ratio is None else ratio >= 2.0, detail))
+    out.append(_adamw_target(adamw))
     return out
+
+
+def _adamw_target(adamw: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """AdamW's step <= 1.1x Adam's at 1e7, the worst over the pyoptim APIs measured."""
+    goal = "<= 1.1x (AdamW step / Adam step, worst pyoptim API)"
+    if not adamw:
+        return _target("adamw_vs_adam_1e7", goal, None, "x", None, "not measured")
+    ratios = {k: v for k, v in adamw["adamw_over_adam"].items() if v is not None}
+    missing = [k for k, v in adamw["adamw_over_adam"].items() if v is None]
+    detail = ", ".join(f"{k}: {v:.3f}x" for k, v in ratios.items())
+    if missing:
+        detail += ("; " if detail else "") + "not measured: " + ", ".join(missing)
+    if adamw["case"] != "1e7" or not ratios:
+        return _target("adamw_vs_adam_1e7", goal, None, "x", None, f"measured at {adamw['case']}: {detail}")
+    worst = max(ratios.values())
+    return _target("adamw_vs_adam_1e7", goal, worst, "x", worst <= 1.1, detail)
+
+
+def _ratio(name: str, measured: Optional[float], meaning: str, detail: str = "") -> Dict[str, Any]:
+    return {"name": name, "measured": measured, "meaning": meaning, "detail": detail}
+
+
+def headline_ratios(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
+                    adamw: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The ratios [fused-step] asks one run to measure (reported, no threshold):
+    apply_gradients of the multi-tensor Adam case in tf.function and eagerly (keras.optimizers
+    / pyoptim.keras), the Keras path against the NumPy API at the largest single tensor
+    (pyoptim.keras / pyoptim.fn), AdamW / Adam per pyoptim API, and the model.fit step of every
+    zoo (model, optimizer) (keras.optimizers / pyoptim.keras)."""
+    out: List[Dict[str, Any]] = []
+    multi = sorted({(r["n_elements"], r["case"]) for r in micro if r["optimizer"] == "adam" and r["n_tensors"] > 1})
+    for _, case in multi[-1:]:
+        for mode, a, b in (("tf.function", "keras", "pyoptim.keras"), ("eager", "keras.eager", "pyoptim.keras.eager")):
+            ka, pb = _find(micro, "adam", case, a), _find(micro, "adam", case, b)
+            out.append(_ratio(f"apply_gradients_adam_{case}_{mode}", ka["median_s"] / pb["median_s"] if ka and pb else None,
+                              f"{a} / {b} (x)", f"{fmt_time(ka['median_s'])} / {fmt_time(pb['median_s'])}"
+                              if ka and pb else "not measured"))
+    single = sorted({(r["n_elements"], r["case"]) for r in micro if r["optimizer"] == "adam" and r["n_tensors"] == 1})
+    for _, case in single[-1:]:
+        pk, fn = _find(micro, "adam", case, "pyoptim.keras"), _find(micro, "adam", case, "pyoptim.fn")
+        out.append(_ratio(f"keras_path_vs_numpy_adam_{case}", pk["median_s"] / fn["median_s"] if pk and fn else None,
+                          "pyoptim.keras / pyoptim.fn (x; 1.0 = the Keras path as fast as the NumPy API)",
+                          f"{fmt_time(pk['median_s'])} / {fmt_time(fn['median_s'])}" if pk and fn else "not measured"))
+    if adamw:
+        for impl, r in adamw["adamw_over_adam"].items():
+            why = next((x.get("reason") for x in adamw["rows"] if x["impl"] == impl and not x["available"]), None)
+            out.append(_ratio(f"adamw_over_adam_{adamw['case']}_{impl}", r, "AdamW step / Adam step (x)",
+                              "" if r is not None else f"not measured: {why}"))
+    for s in (e2e or {}).get("summary", []):
+        name = f"fit_step_{s['model']}_{s['optimizer']}"
+        detail = f"{s['variables']} variables, {s['parameters']:,} parameters"
+        if s.get("skipped"):
+            out.append(_ratio(name, None, "keras step / pyoptim.keras step (x)", f"skipped: {s['reason']}"))
+            continue
+        if "keras.xla_over_pyoptim" in s:
+            detail += f"; keras.xla / pyoptim.keras {s['keras.xla_over_pyoptim']:.2f}x"
+        out.append(_ratio(name, s.get("keras_over_pyoptim"), "keras step / pyoptim.keras step (x)", detail))
+    return out
+
+
+def ratios_table(ratios: List[Dict[str, Any]]) -> str:
+    if not ratios:
+        return ""
+    lines = ["", "== ratios ([fused-step]; > 1 means pyoptim faster, except where the meaning says otherwise) =="]
+    for r in ratios:
+        m = "-" if r["measured"] is None else f"{r['measured']:.2f}x"
+        detail = f"  [{r['detail']}]" if r.get("detail") else ""
+        lines.append(f"{r['name']:<44} {m:>8}  {r['meaning']}{detail}")
+    return "\n".join(lines)
+
+
+def adamw_table(adamw: Optional[Dict[str, Any]]) -> str:
+    if not adamw:
+        return ""
+    lines = ["", f"== AdamW vs Adam, one tensor of {adamw['case']} elements (median step) ==",
+             f"{'implementation':<15} {'adam':>10} {'adamw':>10} {'adamw/adam':>10}"]
+    for impl, ratio in adamw["adamw_over_adam"].items():
+        rows = {r["optimizer"]: r for r in adamw["rows"] if r["impl"] == impl}
+        cells = [fmt_time(rows[o]["median_s"]) if rows[o]["available"] else "-" for o in ("adam", "adamw")]
+        shown = f"{ratio:.3f}x" if ratio is not None else "-"
+        why = next((r.get("reason") for r in rows.values() if not r["available"]), None)
+        lines.append(f"{impl:<15} {cells[0]:>10} {cells[1]:>10} {shown:>10}" + (f"  ({why})" if why else ""))
+    return "\n".join(lines)
 
 
 def fmt_time(s: Optional[float]) -> str:
@@ -109,7 +195,7 @@ def fmt_time(s: Optional[float]) -> str:
 def micro_table(micro: List[Dict[str, Any]], optimizers: List[str], cases: List[str], impls: List[str]) -> str:
     """One block per optimizer; per size, one line per implementation."""
     lines: List[str] = []
-    head = (f"{'size':>9} {'implementation':<15} {'median':>10} {'IQR':>10} {'min':>10} {'GB/s':>7} {'roofline':>8} "
+    head = (f"{'size':>9} {'implementation':<19} {'median':>10} {'IQR':>10} {'min':>10} {'GB/s':>7} {'roofline':>8} "
             f"{'vs ref':>8}")
     for opt in optimizers:
         lines.append("")
@@ -123,12 +209,12 @@ def micro_table(micro: List[Dict[str, Any]], optimizers: List[str], cases: List[
             rows.sort(key=lambda r: order.get(r["impl"], 99))
             for r in rows:
                 if not r.get("available"):
-                    lines.append(f"{case:>9} {r['impl']:<15} {'unavailable: ' + str(r.get('reason', ''))[:60]}")
+                    lines.append(f"{case:>9} {r['impl']:<19} {'unavailable: ' + str(r.get('reason', ''))[:60]}")
                     continue
                 gbps = f"{r['gbps']:.2f}" if r.get("gbps") is not None else "-"
                 frac = f"{100 * r['roofline_fraction']:.0f}%" if r.get("roofline_fraction") is not None else "-"
                 ratio = f"{r['ratio_to_reference']:.2f}x" if r.get("ratio_to_reference") is not None else "-"
-                lines.append(f"{case:>9} {r['impl']:<15} {fmt_time(r['median_s']):>10} {fmt_time(r['iqr_s']):>10} "
+                lines.append(f"{case:>9} {r['impl']:<19} {fmt_time(r['median_s']):>10} {fmt_time(r['iqr_s']):>10} "
                              f"{fmt_time(r['min_s']):>10} {gbps:>7} {frac:>8} {ratio:>8}")
             lines.append("")
     return "\n".join(lines)
@@ -139,23 +225,27 @@ def e2e_table(e2e: Optional[Dict[str, Any]]) -> str:
         return ""
     if not e2e.get("results"):
         return f"\n== model.fit epoch time: unavailable ({e2e.get('unavailable', 'no result')}) =="
-    lines = ["", "== model.fit epoch time (median over epochs; 'vs pyoptim' = time / pyoptim.keras' time) ==",
-             f"{'model':<9} {'params':>11} {'optimizer':<8} {'implementation':<15} {'epoch':>10} {'IQR':>10} "
-             f"{'vs pyoptim':>10}"]
+    lines = ["", "== model.fit (median over epochs; step = epoch / steps; 'vs pyoptim' = time / pyoptim.keras' time) ==",
+             f"{'model':<11} {'vars':>4} {'params':>11} {'optimizer':<8} {'implementation':<15} {'epoch':>10} "
+             f"{'step':>10} {'IQR':>10} {'vs pyoptim':>10}"]
     res = e2e["results"]
     for r in res:
+        head = f"{r['model']:<11} {r['variables']:>4} {r['parameters']:>11,} {r['optimizer']:<8} {r['impl']:<15}"
+        if r.get("skipped"):
+            lines.append(f"{head} skipped: {r['reason']}")
+            continue
         ref = next((x for x in res if x["model"] == r["model"] and x["optimizer"] == r["optimizer"]
-                    and x["impl"] == "pyoptim.keras"), None)
+                    and x["impl"] == "pyoptim.keras" and not x.get("skipped")), None)
         ratio = f"{r['epoch_median_s'] / ref['epoch_median_s']:.2f}x" if ref else "-"
-        lines.append(f"{r['model']:<9} {r['parameters']:>11,} {r['optimizer']:<8} {r['impl']:<15} "
-                     f"{fmt_time(r['epoch_median_s']):>10} {fmt_time(r['epoch_iqr_s']):>10} {ratio:>10}")
+        lines.append(f"{head} {fmt_time(r['epoch_median_s']):>10} {fmt_time(r['step_median_s']):>10} "
+                     f"{fmt_time(r['epoch_iqr_s']):>10} {ratio:>10}")
     if e2e.get("unavailable"):
         lines.append(f"(pyoptim.keras unavailable: {e2e['unavailable']})")
     return "\n".join(lines)
 
 
 def targets_table(ts: List[Dict[str, Any]]) -> str:
-    lines = ["", "== targets (issue 5; reported, not asserted) =="]
+    lines = ["", "== targets (issue 5 and [fused-step]; reported, not asserted) =="]
     for t in ts:
         m = t["measured"]
         ms = "-" if m is None else (f"{m:.3g} {t['unit']}")

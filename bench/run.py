@@ -8,10 +8,12 @@
 Per optimizer (SGD with momentum, RMSprop, Adam), float32, per size (1, 1e3 ... 1e7
 elements, and 100 tensors x 1e3), it times pyoptim's NumPy API (functional and
 stateful multi-tensor), pyoptim.keras and keras.optimizers (apply_gradients in a
-tf.function), TF's fused kernels (tf.raw_ops.ResourceApply*), plain NumPy, torch.optim
-(foreach and fused, if torch is installed) and the memory roofline (a C loop with
-the same traffic, compiled here); then model.fit epoch times with pyoptim.keras and
-keras.optimizers.  See bench/README.md for the method and every column.
+tf.function, and eagerly), TF's fused kernels (tf.raw_ops.ResourceApply*), plain NumPy,
+torch.optim (foreach and fused, if torch is installed) and the memory roofline (a C loop
+with the same traffic, compiled here); then AdamW's step against Adam's per pyoptim API;
+then model.fit epoch and step times with pyoptim.keras and keras.optimizers over the model
+zoo (pipeline, heavy, many_small, transformer) x (SGD, RMSprop, Adam, AdamW).  See
+bench/README.md for the method and every column.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="smoke test: sizes 1, 1e4, 1e6 and 10x1e3, few rounds, small e2e (Adam only)")
+                    help="smoke test: sizes 1, 1e4, 1e6 and 10x1e3, few rounds, AdamW-vs-Adam at 1e5, shrunk zoo "
+                         "(every optimizer on pipeline, Adam on the others)")
     ap.add_argument("--out", metavar="DIR", default=None,
                     help="directory for results.json, table.txt and the PNGs (default: bench/results)")
     ap.add_argument("--threads", type=int, default=None,
@@ -55,6 +58,15 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                          "leaves the environment as it is.  On a busy machine 'passive' avoids multi-millisecond "
                          "stalls of parallel regions (see README)")
     ap.add_argument("--e2e-rounds", type=int, default=None, help="timed epochs per implementation (default 9; quick 2)")
+    ap.add_argument("--e2e-models", default=None,
+                    help="comma-separated subset of the model.fit zoo: pipeline,heavy,many_small,transformer "
+                         "(default: all)")
+    ap.add_argument("--e2e-optimizers", default=None,
+                    help="comma-separated subset of sgd,rmsprop,adam,adamw for the model.fit zoo (default: all; "
+                         "quick runs every optimizer on pipeline and Adam on the other models)")
+    ap.add_argument("--adamw-size", type=float, default=None,
+                    help="elements of the AdamW-vs-Adam step comparison (default 1e7; quick 1e5)")
+    ap.add_argument("--no-adamw", action="store_true", help="skip the AdamW-vs-Adam step comparison")
     ap.add_argument("--no-e2e", action="store_true", help="skip the model.fit benchmark")
     ap.add_argument("--no-micro", action="store_true", help="skip the per-step benchmark")
     ap.add_argument("--no-plots", action="store_true", help="write no PNG")
@@ -104,7 +116,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     import report
     from impl_base import Unavailable
     from impl_numpy import NumpyPlain, PyoptimFunctional, PyoptimStateful, Roofline
-    from impl_tf import KerasOptimizers, KerasXLA, PyoptimKeras, TFRawOps, init_tensorflow, tf_threads
+    from impl_tf import (KerasEager, KerasOptimizers, KerasXLA, PyoptimKeras, PyoptimKerasEager, TFRawOps,
+                         init_tensorflow, keras_classes, missing_class_reason, tf_threads)
     from impl_torch import TorchOptim, torch_threads
 
     import pyoptim
@@ -117,6 +130,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bad:
         print(f"error: --optimizers: unknown {', '.join(bad)} (choose from sgd, rmsprop, adam)", file=sys.stderr)
         return 2
+    e2e_opts = [o.strip().lower() for o in (args.e2e_optimizers or ",".join(problems.E2E_OPTIMIZERS)).split(",")
+                if o.strip()]
+    bad = [o for o in e2e_opts if o not in problems.E2E_OPTIMIZERS]
+    if bad or not e2e_opts:
+        print(f"error: --e2e-optimizers: unknown {', '.join(bad) or '(none given)'} "
+              f"(choose from {', '.join(problems.E2E_OPTIMIZERS)})", file=sys.stderr)
+        return 2
+    import zoo
+
+    e2e_models = [m.strip() for m in (args.e2e_models or ",".join(zoo.MODEL_NAMES)).split(",") if m.strip()]
+    bad = [m for m in e2e_models if m not in zoo.MODEL_NAMES]
+    if bad or not e2e_models:
+        print(f"error: --e2e-models: unknown {', '.join(bad) or '(none given)'} "
+              f"(choose from {', '.join(zoo.MODEL_NAMES)})", file=sys.stderr)
+        return 2
+    if args.adamw_size is not None and args.adamw_size < 1:
+        print("error: --adamw-size must be >= 1", file=sys.stderr)
+        return 2
+    import adamw as adamw_bench
+
+    adamw_size = int(args.adamw_size) if args.adamw_size else (adamw_bench.QUICK_SIZE if quick else adamw_bench.FULL_SIZE)
     if args.sizes:
         try:
             cases = [problems.parse_case(s) for s in args.sizes.split(",") if s.strip()]
@@ -139,6 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"load average {info['load_average_start']}")
 
     impls = [PyoptimFunctional(), PyoptimStateful(), PyoptimKeras(threads), KerasOptimizers(threads),
+             PyoptimKerasEager(threads), KerasEager(threads),
              KerasXLA(threads), TFRawOps(threads), TorchOptim(threads, fused=True),
              TorchOptim(threads, fused=False), NumpyPlain(), Roofline(threads)]
     if args.impls:
@@ -205,6 +240,15 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     phases["micro_s"] = time.perf_counter() - t_phase
     t_phase = time.perf_counter()
+    adamw_result = None
+    if not args.no_adamw:
+        adamw_impls = [i for i in impls if i.name in ("pyoptim.fn", "pyoptim.apply", "pyoptim.keras")]
+        if adamw_impls:
+            adamw_result = adamw_bench.run_adamw(adamw_impls, adamw_size, rounds=rounds, min_sample_s=min_sample_s,
+                                                 budget_s=budget, sample_warmup=args.sample_warmup, log=log)
+        gc.collect()
+    phases["adamw_s"] = time.perf_counter() - t_phase
+    t_phase = time.perf_counter()
     e2e = None
     if not args.no_e2e:
         err = init_tensorflow(threads)
@@ -213,23 +257,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             import keras
 
-            from e2e import run_e2e
+            from e2e import Variant, e2e_plan, run_e2e
 
-            ko = keras.optimizers
-            keras_classes = {"sgd": ko.SGD, "rmsprop": ko.RMSprop, "adam": ko.Adam}
-            variants: Dict[str, Any] = {}
+            variants: List[Any] = []
             pk_impl = next((i for i in impls if i.name == "pyoptim.keras"), None) or PyoptimKeras(threads)
             if pk_impl.reason is None and not hasattr(pk_impl, "_pk"):
                 pk_impl.setup()
             if pk_impl.reason is None:
-                pk = pk_impl._pk
-                variants["pyoptim.keras"] = ({"sgd": pk.SGD, "rmsprop": pk.RMSprop, "adam": pk.Adam}, {})
-            variants["keras"] = (keras_classes, {})
+                pk_classes = keras_classes(pk_impl._pk)
+                missing = {o: missing_class_reason(o) for o in problems.E2E_OPTIMIZERS if o not in pk_classes}
+                variants.append(Variant("pyoptim.keras", pk_classes, missing))
+            variants.append(Variant("keras", keras_classes(keras.optimizers)))
             if not quick:
-                variants["keras.xla"] = (keras_classes, {"jit_compile": True})
-            e2e_opts = ["adam"] if quick else optimizers
-            e2e_opts = [o for o in e2e_opts if o in optimizers] or optimizers[:1]
-            e2e = run_e2e(keras, variants, e2e_opts, quick, e2e_rounds, log=log)
+                variants.append(Variant("keras.xla", keras_classes(keras.optimizers),
+                                        compile_kwargs={"jit_compile": True}, xla=True))
+            plan = e2e_plan(quick, e2e_opts, e2e_models)
+            e2e = run_e2e(keras, variants, plan, quick, e2e_rounds, log=log)
             if pk_impl.reason is not None:
                 e2e["unavailable"] = pk_impl.reason
 
@@ -256,6 +299,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             "warmup_steps": 3,
             "sample_warmup_samples": args.sample_warmup,
             "e2e_rounds": e2e_rounds,
+            "e2e_models": e2e_models,
+            "e2e_optimizers": e2e_opts,
+            "adamw_size": None if args.no_adamw else adamw_size,
             "method": "warm-up; samples of >= min_sample_s (batched steps), each preceded by sample_warmup "
                       "untimed samples of the same implementation; round-robin interleaving of all "
                       "implementations per round with rotating order; median, quartiles, IQR",
@@ -263,16 +309,20 @@ def main(argv: Optional[List[str]] = None) -> int:
         "machine": info,
         "implementations": {i.name: i.info() for i in impls},
         "micro": micro,
+        "adamw": adamw_result,
         "e2e": e2e,
     }
-    results["targets"] = report.targets(micro, e2e)
+    results["targets"] = report.targets(micro, e2e, adamw_result)
+    results["ratios"] = report.headline_ratios(micro, e2e, adamw_result)
     results["machine"]["load_average_end"] = machine.load_average()
     results["duration_s"] = round(time.time() - t_start, 2)
     results["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
 
     table = "\n".join([
         report.micro_table(micro, optimizers, [c.label for c in cases], impl_names) if micro else "",
+        report.adamw_table(adamw_result),
         report.e2e_table(e2e),
+        report.ratios_table(results["ratios"]),
         report.targets_table(results["targets"]),
         "",
         f"threads: {threads} for every implementation; load average {info['load_average_start']} -> "

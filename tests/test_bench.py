@@ -59,7 +59,7 @@ def test_quick_writes_json_with_every_cell(quick_run):
     assert "OPENBLAS_CORETYPE" in m["env"] and "OPENBLAS_L2_SIZE" in m["env"]
 
     impls = s["implementations"]
-    for must in ("pyoptim.fn", "pyoptim.apply", "keras", "tf.raw_ops", "numpy", "roofline"):
+    for must in ("pyoptim.fn", "pyoptim.apply", "keras", "keras.eager", "tf.raw_ops", "numpy", "roofline"):
         assert must in impls
         assert res["implementations"][must]["available"], res["implementations"][must]
     cells = {(r["optimizer"], r["case"], r["impl"]): r for r in res["micro"]}
@@ -82,11 +82,12 @@ def test_quick_writes_json_with_every_cell(quick_run):
         assert math.isclose(r["ratio_to_reference"], r["median_s"] / ref["median_s"], rel_tol=1e-9)
     # Every pyoptim/NumPy/TF implementation ran in every cell; only torch may be absent.
     for (opt, case, impl), r in cells.items():
-        if impl in ("pyoptim.fn", "pyoptim.apply", "keras", "tf.raw_ops", "numpy", "roofline"):
+        if impl in ("pyoptim.fn", "pyoptim.apply", "keras", "keras.eager", "tf.raw_ops", "numpy", "roofline"):
             assert r["available"], r
+    assert "pyoptim.keras.eager" in impls
     if res["implementations"]["pyoptim.keras"]["available"]:
         for (opt, case, impl), r in cells.items():
-            if impl == "pyoptim.keras":
+            if impl in ("pyoptim.keras", "pyoptim.keras.eager"):
                 assert r["available"] and r["fast_path"] is True, r  # the kernels ran, not Keras' fallback
     if not res["implementations"]["torch.fused"]["available"]:
         assert "torch" in res["implementations"]["torch.fused"]["reason"]
@@ -94,37 +95,138 @@ def test_quick_writes_json_with_every_cell(quick_run):
         assert not cells[("rmsprop", "1", "torch.fused")]["available"]  # torch has no fused RMSprop
 
 
-def test_quick_e2e_and_targets(quick_run):
+def _pyoptim_keras_has(res, cls: str) -> bool:
+    """Whether the run's pyoptim.keras is available and has ``cls`` (asked of the installed
+    package, as the benchmark does)."""
+    if not res["implementations"]["pyoptim.keras"]["available"]:
+        return False
+    import pyoptim.keras
+
+    return hasattr(pyoptim.keras, cls)
+
+
+def test_quick_e2e_zoo(quick_run):
     out, _ = quick_run
     res = json.loads((out / "results.json").read_text())
     e2e = res["e2e"]
-    assert {m["name"] for m in e2e["models"]} == {"pipeline", "heavy"}
+    models = {m["name"]: m for m in e2e["models"]}
+    assert list(models) == ["pipeline", "heavy", "many_small", "transformer"]
+    # quick sizes: 10-layer MLP (2 * 10 + 2 variables), 2-block encoder (16 * 2 + 4)
+    assert models["many_small"]["variables"] == 22 and models["transformer"]["variables"] == 36
+    assert models["pipeline"]["parameters"] == (10 + 1) * 64 + (64 + 1) * 3 and models["pipeline"]["rows"] == 1000
+    assert not models["many_small"]["xla"] and not models["transformer"]["xla"]
     rows = e2e["results"]
-    for model in ("pipeline", "heavy"):
-        keras_rows = [r for r in rows if r["model"] == model and r["impl"] == "keras"]
-        assert len(keras_rows) == 1
-        r = keras_rows[0]
-        assert _finite_positive(r["epoch_median_s"]) and r["epochs_timed"] >= 2
-        assert r["steps_per_epoch"] == -(-r["rows"] // r["batch_size"])
-        assert math.isfinite(r["final_loss"])
-    pipeline = next(r for r in rows if r["model"] == "pipeline")
-    assert pipeline["parameters"] == (10 + 1) * 64 + (64 + 1) * 3 and pipeline["rows"] == 1000
+    # quick plan: every optimizer on the pipeline, Adam on the others; pyoptim.keras and keras
+    want = [("pipeline", o) for o in ("sgd", "rmsprop", "adam", "adamw")] + \
+           [(m, "adam") for m in ("heavy", "many_small", "transformer")]
+    assert [(s["model"], s["optimizer"]) for s in e2e["summary"]] == want
+    pk_available = res["implementations"]["pyoptim.keras"]["available"]
+    has_adamw = _pyoptim_keras_has(res, "AdamW")
+    for model, opt in want:
+        cell = {r["impl"]: r for r in rows if r["model"] == model and r["optimizer"] == opt}
+        summary = next(s for s in e2e["summary"] if (s["model"], s["optimizer"]) == (model, opt))
+        assert set(cell) == ({"pyoptim.keras", "keras"} if pk_available else {"keras"}), cell
+        for r in cell.values():
+            assert r["variables"] == models[model]["variables"] and r["parameters"] == models[model]["parameters"]
+        if opt == "adamw" and pk_available and not has_adamw:
+            # recorded, not timed: no pyoptim.keras.AdamW to compare with
+            assert all(r["skipped"] and "AdamW" in r["reason"] for r in cell.values()), cell
+            assert summary["skipped"] and "AdamW" in summary["reason"]
+            continue
+        for r in cell.values():
+            assert r["skipped"] is False
+            assert _finite_positive(r["epoch_median_s"]) and r["epochs_timed"] >= 2
+            assert r["steps_per_epoch"] == -(-r["rows"] // r["batch_size"])
+            assert math.isclose(r["step_median_s"], r["epoch_median_s"] / r["steps_per_epoch"], rel_tol=1e-12)
+            assert math.isfinite(r["final_loss"])
+        if pk_available:
+            assert cell["pyoptim.keras"]["path_counts"]["fast"] > 0
+            assert math.isclose(summary["keras_over_pyoptim"],
+                                cell["keras"]["step_median_s"] / cell["pyoptim.keras"]["step_median_s"],
+                                rel_tol=1e-12)
+
+
+def test_quick_micro_eager_and_adamw(quick_run):
+    out, _ = quick_run
+    res = json.loads((out / "results.json").read_text())
+    eager = [r for r in res["micro"] if r["impl"] in ("keras.eager", "pyoptim.keras.eager")]
+    assert {(r["optimizer"], r["case"]) for r in eager if r["impl"] == "keras.eager" and r["available"]} == \
+        {(o, c) for o in ("sgd", "rmsprop", "adam") for c in ("1", "1e4", "1e6", "10x1e3")}
+    adamw = res["adamw"]
+    assert adamw["case"] == "1e5" and res["settings"]["adamw_size"] == 10**5
+    assert {(r["impl"], r["optimizer"]) for r in adamw["rows"]} == \
+        {(i, o) for i in ("pyoptim.fn", "pyoptim.apply", "pyoptim.keras") for o in ("adam", "adamw")}
+    for r in adamw["rows"]:
+        if r["impl"] != "pyoptim.keras" or r["optimizer"] == "adam" or _pyoptim_keras_has(res, "AdamW"):
+            if r["impl"] != "pyoptim.keras" or res["implementations"]["pyoptim.keras"]["available"]:
+                assert r["available"] and _finite_positive(r["median_s"]), r
+        else:
+            assert not r["available"] and "AdamW" in r["reason"], r
+    for impl, ratio in adamw["adamw_over_adam"].items():
+        rows = {r["optimizer"]: r for r in adamw["rows"] if r["impl"] == impl}
+        if rows["adam"]["available"] and rows["adamw"]["available"]:
+            assert math.isclose(ratio, rows["adamw"]["median_s"] / rows["adam"]["median_s"], rel_tol=1e-12)
+        else:
+            assert ratio is None
+
+
+def test_quick_ratios_and_targets(quick_run):
+    out, _ = quick_run
+    res = json.loads((out / "results.json").read_text())
+    ratios = {r["name"]: r for r in res["ratios"]}
+    for name in ("apply_gradients_adam_10x1e3_tf.function", "apply_gradients_adam_10x1e3_eager",
+                 "keras_path_vs_numpy_adam_1e6", "adamw_over_adam_1e5_pyoptim.fn",
+                 "fit_step_transformer_adam", "fit_step_many_small_adam", "fit_step_heavy_adam",
+                 "fit_step_pipeline_adamw"):
+        assert name in ratios, sorted(ratios)
+    micro = {(r["optimizer"], r["case"], r["impl"]): r for r in res["micro"]}
     if res["implementations"]["pyoptim.keras"]["available"]:
-        pk = [r for r in rows if r["impl"] == "pyoptim.keras"]
-        assert len(pk) == 2 and all(r["path_counts"]["fast"] > 0 for r in pk)
+        want = micro[("adam", "10x1e3", "keras.eager")]["median_s"] / \
+            micro[("adam", "10x1e3", "pyoptim.keras.eager")]["median_s"]
+        assert math.isclose(ratios["apply_gradients_adam_10x1e3_eager"]["measured"], want, rel_tol=1e-12)
+        assert _finite_positive(ratios["fit_step_transformer_adam"]["measured"])
     names = [t["name"] for t in res["targets"]]
-    assert "adam_1e7_roofline_fraction" in names and "fit_epoch_heavy_adam" in names
+    for name in ("adam_1e7_roofline_fraction", "fit_epoch_heavy_adam", "adamw_vs_adam_1e7"):
+        assert name in names
     for t in res["targets"]:
         assert t["met"] in (True, False, None)
         assert (t["measured"] is None) == (t["met"] is None)
+    assert next(t for t in res["targets"] if t["name"] == "adamw_vs_adam_1e7")["met"] is None  # quick: 1e5
     assert res["duration_s"] > 0
+
+
+def test_full_zoo_models_have_many_variables():
+    """The full-size zoo models (built, not trained) have the variables the issue asks for."""
+    import keras
+
+    zoo = _bench_import("zoo")
+    specs = {s.name: s for s in zoo.model_specs(quick=False)}
+    counts = {}
+    for name in ("many_small", "transformer"):
+        model = specs[name].build(keras)
+        counts[name] = (len(model.trainable_variables), sum(int(np.prod(v.shape)) for v in model.trainable_variables))
+    assert counts["many_small"] == (202, 100 * (64 * 64 + 64) + 64 * 10 + 10)
+    assert counts["transformer"][0] == 16 * 12 + 4 >= 150
+    x, y = specs["transformer"].data(5)
+    assert x.shape == (5, 32, 16) and y.shape == (5,) and x.dtype == np.float32
+
+
+def test_e2e_plan():
+    e2e = _bench_import("e2e")
+    models = ["pipeline", "heavy", "many_small", "transformer"]
+    opts = ["sgd", "rmsprop", "adam", "adamw"]
+    assert e2e.e2e_plan(False, opts, models) == [(m, o) for m in models for o in opts]
+    assert e2e.e2e_plan(True, opts, ["heavy"]) == [("heavy", "adam")]
+    assert e2e.e2e_plan(True, ["sgd"], ["heavy"]) == [("heavy", "sgd")]
 
 
 def test_quick_writes_table_and_pngs(quick_run):
     out, proc = quick_run
     table = (out / "table.txt").read_text()
     assert "== adam (float32, 28 bytes/element" in table and "roofline" in table
-    assert "model.fit epoch time" in table and "targets" in table
+    assert "== model.fit (median over epochs" in table and "targets" in table
+    assert "== AdamW vs Adam, one tensor of 1e5 elements" in table and "== ratios" in table
+    assert "transformer" in table and "many_small" in table and "keras.eager" in table
     assert table.strip() in proc.stdout
     for name in ("time_vs_size.png", "bandwidth.png", "speedup.png", "e2e.png"):
         data = (out / name).read_bytes()
@@ -136,7 +238,8 @@ def test_quick_writes_table_and_pngs(quick_run):
 
 
 def test_bad_arguments_exit_2(tmp_path):
-    for argv in (["--optimizers", "adamw"], ["--sizes", "big"], ["--impls", "jax"], ["--sample-warmup", "-1"]):
+    for argv in (["--optimizers", "adamw"], ["--sizes", "big"], ["--impls", "jax"], ["--sample-warmup", "-1"],
+                 ["--e2e-models", "resnet"], ["--e2e-optimizers", "nadam"], ["--adamw-size", "0"]):
         proc = subprocess.run([sys.executable, str(RUN), *argv, "--out", str(tmp_path)], capture_output=True,
                               text=True, timeout=300, cwd=str(tmp_path))
         assert proc.returncode == 2, (argv, proc.stderr[-2000:])
