@@ -1,20 +1,21 @@
-"""pyoptim for Keras 3: ``SGD``, ``RMSprop`` and ``Adam`` as drop-in ``keras.optimizers``.
+"""pyoptim for Keras 3: ``SGD``, ``RMSprop``, ``Adam`` and ``AdamW`` as drop-in ``keras.optimizers``.
 
 ::
 
     import keras, pyoptim.keras
     model.compile(optimizer=pyoptim.keras.Adam(learning_rate=1e-3), loss=...)
     model.fit(...)   # same weights, to the bit, as with keras.optimizers.Adam; the update runs
-                     # pyoptim's C++ kernels through a TensorFlow custom op
+                     # pyoptim's C++ kernels through a TensorFlow custom op, one op call
+                     # per step for all the variables (see pyoptim.keras.optimizers)
 
 The op is compiled against the installed TensorFlow on first use (a C++ compiler is needed; the
 result is cached, see :func:`status`), or ahead of time with ``python -m pyoptim.keras build``.
 Where it cannot serve (XLA, sparse gradients, other dtypes, non-CPU variables, build failure) the
 optimizers run Keras' own ``update_step`` with a one-time warning; :func:`status`,
-:func:`fast_path_available`, :func:`kernel_calls` and ``optimizer.path_counts()`` tell which path
-ran; :func:`variable_copies` counts variables copied before an update (copy-on-write).  Import
+:func:`fast_path_available`, :func:`kernel_calls`, :func:`op_calls` and ``optimizer.path_counts()``
+tell which path ran; :func:`variable_copies` counts variables copied before an update (copy-on-write).  Import
 ``pyoptim.keras`` before ``keras.models.load_model`` so saved models find the classes (they are
-registered as ``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam``).
+registered as ``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam`` / ``pyoptim>AdamW``).
 
 On Keras' other backends (``KERAS_BACKEND=torch`` or ``jax``) the classes are exactly the
 optimizers ``keras.optimizers`` gives there (see :mod:`pyoptim.keras.native`): the kernels serve
