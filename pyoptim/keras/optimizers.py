@@ -118,8 +118,9 @@ class _FastPathMixin(ReportingMixin):
 
     Subclasses give ``_slots(variable)`` (the slot variables, in the op's order), and
     ``_fused_update(op, variables, grads, learning_rate, decay, scalars)`` that builds the op for
-    one dtype group; they may refine ``_scalars(dtype)`` (the Python hyperparameters the op takes,
-    converted as Keras converts them), ``_group_blocker(dtype)`` and ``_decay_fusable(grad)``."""
+    one dtype group; they may refine ``_scalars()`` (the Python hyperparameters the op takes,
+    converted per dtype as Keras converts them), ``_group_blocker(dtype)`` and
+    ``_decay_fusable(distribution, grad)``."""
 
     def _barrier_member(self, gradient: tf.Tensor) -> bool:
         """Whether ``gradient`` may get a control edge to the barrier (see _gradient_barrier)."""
