@@ -200,7 +200,7 @@ class _FastPathMixin(ReportingMixin):
                 self._fallback(blocker)
             return groups, list(grads_and_vars)
         for grad, var in grads_and_vars:
-            reason = self._variable_blocker(grad, var, self._slots(var))
+            reason = self._variable_blocker(grad, var)
             if reason is None:
                 groups.setdefault(tf.as_dtype(var.dtype), []).append((grad, var))
             else:
@@ -259,10 +259,29 @@ class _FastPathMixin(ReportingMixin):
             return f"the TensorFlow op is unavailable: {_loader.error()}"
         return None
 
-    def _variable_blocker(self, gradient: Any, variable: Any, slots: List[Any]) -> Optional[str]:
+    def _variable_blocker(self, gradient: Any, variable: Any) -> Optional[str]:
         """Why this one variable cannot take the kernels (None: it can)."""
         if isinstance(gradient, tf.IndexedSlices):
             return "its gradient is sparse (tf.IndexedSlices, e.g. from an Embedding layer)"
+        return self._var_info(variable)[0]
+
+    def _var_info(self, variable: Any) -> Tuple[Optional[str], List[Any]]:
+        """``(reason, slots)`` for ``variable``: why it cannot take the kernels whatever its
+        gradient (dtype, resource, device; None: it can) and its slot variables.  Computed once
+        per variable (a variable keeps its dtype, device and slots), so that a step costs no
+        per-variable checks: eager steps repeat them every call."""
+        cache = self.__dict__.get("_pyoptim_var_info")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_pyoptim_var_info", cache)  # bookkeeping, not state
+        key = self._var_key(variable)
+        info = cache.get(key)
+        if info is None:
+            slots = self._slots(variable)
+            info = cache[key] = (self._static_blocker(variable, slots), slots)
+        return info
+
+    def _static_blocker(self, variable: Any, slots: List[Any]) -> Optional[str]:
         dtype = tf.as_dtype(variable.dtype)
         if dtype not in _FAST_DTYPES:
             return f"its dtype is {dtype.name} (the kernels have float32 and float64)"
@@ -313,8 +332,20 @@ def _grappler_may_merge_into(gradient: Any) -> bool:
     return True  # a long chain: be safe
 
 
+def _cast(x: Any, dtype: tf.DType) -> Any:
+    """``ops.cast(x, dtype)``, skipped when ``x`` already has ``dtype`` (a cast to the same dtype
+    adds no op and changes no bit; skipping it saves eager calls)."""
+    return x if getattr(x, "dtype", None) == dtype else ops.cast(x, dtype)
+
+
 def _handle(v: Any) -> tf.Tensor:
     return _tf_variable(v).handle
+
+
+def _cast(x: Any, dtype: tf.DType) -> Any:
+    """``ops.cast(x, dtype)``, skipped when ``x`` already has ``dtype`` (a cast to the same dtype
+    adds no op and changes no bit; skipping it saves eager calls)."""
+    return x if getattr(x, "dtype", None) == dtype else ops.cast(x, dtype)
 
 
 def _handle(v: Any) -> tf.Tensor:
@@ -353,13 +384,13 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
 
     def _fused_update(self, op, variables, grads, learning_rate, decay, scalars):
         dtype = tf.as_dtype(variables[0].dtype)
-        slots = [self._slots(v)[0] for v in variables] if self.momentum != 0 else []
+        slots = [self._var_info(v)[1][0] for v in variables] if self.momentum != 0 else []
         # The same conversions as keras.optimizers.SGD.update_step.
         lr = ops.cast(learning_rate, dtype)
         momentum = ops.cast(self.momentum, dtype) if slots else tf.zeros([], dtype)
         unit_lr, cast_grads = [], []
         for gradient in grads:
-            gradient = ops.cast(gradient, dtype)
+            gradient = _cast(gradient, dtype)
             # Keras' gradient * learning_rate is the gradient's only consumer, so Grappler merges
             # it with a producing Mul (g * scale from global_clipnorm becomes g * (scale * lr))
             # or Div by a constant (loss scaling, accumulation: rewritten as a Mul first), which
@@ -423,7 +454,7 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
 
     def _fused_update(self, op, variables, grads, learning_rate, decay, scalars):
         dtype = tf.as_dtype(variables[0].dtype)
-        slots = [self._slots(v) for v in variables]
+        slots = [self._var_info(v)[1] for v in variables]
         has_momentum, centered = self.momentum > 0, bool(self.centered)
         rsqrt_mul, epsilon_first = self._rewrites() or (False, False)
         rho, one_minus_rho, epsilon, momentum = scalars
@@ -435,7 +466,7 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
             momentum_buffer=_handles([s[1] for s in slots] if has_momentum else []),
             average_grad=_handles([s[-1] for s in slots] if centered else []),
             learning_rate=lr, rho=rho, one_minus_rho=one_minus_rho, epsilon=epsilon,
-            momentum=momentum, weight_decay=wd, grad=[ops.cast(g, dtype) for g in grads],
+            momentum=momentum, weight_decay=wd, grad=[_cast(g, dtype) for g in grads],
             rsqrt_mul=rsqrt_mul, epsilon_first=epsilon_first, decay=decay)
 
 
@@ -464,7 +495,7 @@ class Adam(_FastPathMixin, keras.optimizers.Adam):
 
     def _fused_update(self, op, variables, grads, learning_rate, decay, scalars):
         dtype = tf.as_dtype(variables[0].dtype)
-        slots = [self._slots(v) for v in variables]
+        slots = [self._var_info(v)[1] for v in variables]
         # The same lines as keras.optimizers.Adam.update_step, once for the group.
         lr = ops.cast(learning_rate, dtype)
         local_step = ops.cast(self.iterations + 1, dtype)
@@ -479,7 +510,7 @@ class Adam(_FastPathMixin, keras.optimizers.Adam):
             v_hat=_handles([s[2] for s in slots] if self.amsgrad else []),
             alpha=alpha, one_minus_beta_1=one_minus_beta_1, one_minus_beta_2=one_minus_beta_2,
             epsilon=epsilon, learning_rate=decay_lr, weight_decay=wd,
-            grad=[ops.cast(g, dtype) for g in grads], decay=decay)
+            grad=[_cast(g, dtype) for g in grads], decay=decay)
 
 
 @keras.saving.register_keras_serializable(package="pyoptim")
