@@ -167,20 +167,22 @@ class _FastPathMixin(ReportingMixin):
         previous = self.__dict__.get("_pyoptim_barrier")
         object.__setattr__(self, "_pyoptim_barrier", barrier)  # bookkeeping, not tracked state
         try:
-            groups, rest = self._group(grads_and_vars)
-            # Which variables the op decays; Keras' own decay (before their update) for the
-            # other variables that Keras would have decayed.
-            decay = {dtype: [self._var_key(v) in decay_keys and bool(self._use_weight_decay(v))
-                             and self._decay_fusable(distribution, g) for g, v in pairs]
-                     for dtype, pairs in groups.items()}
-            fused = {self._var_key(v) for dtype, pairs in groups.items()
-                     for (_, v), flag in zip(pairs, decay[dtype]) if flag}
-            keras_decay = [v for _, v in grads_and_vars
-                           if self._var_key(v) in decay_keys and self._var_key(v) not in fused]
-            if keras_decay:
-                super()._apply_weight_decay(keras_decay)
+            groups, rest, scalars = self._group(grads_and_vars)
+            decay = {dtype: [False] * len(pairs) for dtype, pairs in groups.items()}
+            if decay_keys:
+                # Which variables the op decays; Keras' own decay (before their update) for
+                # the other variables that Keras would have decayed.
+                decay = {dtype: [self._var_key(v) in decay_keys and bool(self._use_weight_decay(v))
+                                 and self._decay_fusable(distribution, g) for g, v in pairs]
+                         for dtype, pairs in groups.items()}
+                fused = {self._var_key(v) for dtype, pairs in groups.items()
+                         for (_, v), flag in zip(pairs, decay[dtype]) if flag}
+                keras_decay = [v for _, v in grads_and_vars
+                               if self._var_key(v) in decay_keys and self._var_key(v) not in fused]
+                if keras_decay:
+                    super()._apply_weight_decay(keras_decay)
             for dtype, pairs in groups.items():
-                self._run_group(distribution, pairs, learning_rate, decay[dtype])
+                self._run_group(distribution, pairs, learning_rate, decay[dtype], scalars[dtype])
             if rest:
                 super()._distributed_tf_update_step(distribution, rest, learning_rate)
         finally:
@@ -189,16 +191,19 @@ class _FastPathMixin(ReportingMixin):
     # -- the pipeline -----------------------------------------------------------------------
 
     def _group(self, grads_and_vars: Sequence[Tuple[Any, Any]]
-               ) -> Tuple[Dict[tf.DType, List[Tuple[Any, Any]]], List[Tuple[Any, Any]]]:
-        """``({dtype: [(grad, var)]}, rest)``: the pairs the op takes, by dtype, and the others
-        (recorded in path_counts with the reason, and warned about once)."""
+               ) -> Tuple[Dict[tf.DType, List[Tuple[Any, Any]]], List[Tuple[Any, Any]],
+                          Dict[tf.DType, List[tf.Tensor]]]:
+        """``({dtype: [(grad, var)]}, rest, {dtype: scalars})``: the pairs the op takes, by
+        dtype, the others (recorded in path_counts with the reason, and warned about once), and
+        each group's hyperparameters converted to its dtype."""
         groups: Dict[tf.DType, List[Tuple[Any, Any]]] = {}
         rest: List[Tuple[Any, Any]] = []
+        scalars: Dict[tf.DType, List[tf.Tensor]] = {}
         blocker = self._fast_path_blocker()
         if blocker is not None:
             for pair in grads_and_vars:
                 self._fallback(blocker)
-            return groups, list(grads_and_vars)
+            return groups, list(grads_and_vars), scalars
         for grad, var in grads_and_vars:
             reason = self._variable_blocker(grad, var)
             if reason is None:
@@ -208,14 +213,18 @@ class _FastPathMixin(ReportingMixin):
                 self._fallback(reason, str(getattr(var, "path", None) or var.name).split(":")[0])
                 rest.append((grad, var))
         for dtype in list(groups):
-            reason = self._group_blocker(dtype) or (
-                None if self._converted_scalars(dtype) is not None
-                else "a hyperparameter is not a scalar of the variable's dtype")
+            reason = self._group_blocker(dtype)
+            if reason is None:
+                converted = self._converted_scalars(dtype)
+                if converted is None:
+                    reason = "a hyperparameter is not a scalar of the variable's dtype"
+                else:
+                    scalars[dtype] = converted
             if reason is not None:
                 for pair in groups.pop(dtype):
                     self._fallback(reason)
                     rest.append(pair)
-        return groups, rest
+        return groups, rest, scalars
 
     def _converted_scalars(self, dtype: tf.DType) -> Optional[List[tf.Tensor]]:
         """The op's Python hyperparameters converted by :func:`_operand` (None if one cannot)."""
@@ -226,7 +235,7 @@ class _FastPathMixin(ReportingMixin):
         return None if any(x is None for x in converted) else converted
 
     def _run_group(self, distribution: Any, pairs: List[Tuple[Any, Any]], learning_rate: Any,
-                   decay: List[bool]) -> None:
+                   decay: List[bool], scalars: List[tf.Tensor]) -> None:
         """One op for the group (per device under a mirrored strategy: Keras' ``update`` runs
         ``fused`` on each device with that device's copies of the variables and gradients)."""
         op = _loader.load()
@@ -236,7 +245,6 @@ class _FastPathMixin(ReportingMixin):
 
         def fused(first, others, grads, learning_rate):
             variables = [first] + list(others)
-            scalars = self._converted_scalars(tf.as_dtype(first.dtype))
             with self._after_all_gradients():
                 return self._fused_update(op, variables, list(grads), learning_rate, decay,
                                           scalars)

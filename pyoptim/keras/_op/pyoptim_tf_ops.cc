@@ -30,6 +30,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -363,6 +364,15 @@ absl::Status ReadScalar(OpKernelContext* ctx, int input, const char* name, T* ou
   return absl::OkStatus();
 }
 
+// The scalar inputs from `first` on, in order, into the coefficient fields given.
+template <class T>
+absl::Status ReadScalars(OpKernelContext* ctx, int first,
+                         std::initializer_list<std::pair<const char*, T*>> scalars) {
+  int input = first;
+  for (const auto& [name, out] : scalars) TF_RETURN_IF_ERROR(ReadScalar<T>(ctx, input++, name, out));
+  return absl::OkStatus();
+}
+
 // The N gradients from input `first` on, checked against variable k and its slots (resource
 // inputs k + j * N for j < groups); their element counts go to `sizes`.
 template <class T>
@@ -440,9 +450,9 @@ class ApplySgdOp : public OpKernel {
     LockedVariables<T> vars(ctx, nres);
     OP_REQUIRES_OK(ctx, vars.status());
     pyoptim::SgdCoeffs<T> c{};
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres, "learning_rate", &c.lr));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 1, "momentum", &c.momentum));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 2, "weight_decay", &c.weight_decay));
+    OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, nres, {{"learning_rate", &c.lr},
+                                                   {"momentum", &c.momentum},
+                                                   {"weight_decay", &c.weight_decay}}));
     std::vector<const T*> g;
     std::vector<index_t> sizes;
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 3, n_, nres / n_, &g, &sizes));
@@ -501,12 +511,12 @@ class ApplyRmspropOp : public OpKernel {
     LockedVariables<T> vars(ctx, nres);
     OP_REQUIRES_OK(ctx, vars.status());
     pyoptim::RmspropCoeffs<T> c{};
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres, "learning_rate", &c.lr));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 1, "rho", &c.rho));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 2, "one_minus_rho", &c.one_minus_rho));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 3, "epsilon", &c.epsilon));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 4, "momentum", &c.momentum));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 5, "weight_decay", &c.weight_decay));
+    OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, nres, {{"learning_rate", &c.lr},
+                                                   {"rho", &c.rho},
+                                                   {"one_minus_rho", &c.one_minus_rho},
+                                                   {"epsilon", &c.epsilon},
+                                                   {"momentum", &c.momentum},
+                                                   {"weight_decay", &c.weight_decay}}));
     std::vector<const T*> g;
     std::vector<index_t> sizes;
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, nres / n_, &g, &sizes));
@@ -599,12 +609,12 @@ class ApplyAdamOp : public OpKernel {
     LockedVariables<T> vars(ctx, nres);
     OP_REQUIRES_OK(ctx, vars.status());
     pyoptim::AdamCoeffs<T> c{};
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres, "alpha", &c.alpha));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 1, "one_minus_beta_1", &c.one_minus_beta_1));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 2, "one_minus_beta_2", &c.one_minus_beta_2));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 3, "epsilon", &c.epsilon));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 4, "learning_rate", &c.lr));
-    OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + 5, "weight_decay", &c.weight_decay));
+    OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, nres, {{"alpha", &c.alpha},
+                                                   {"one_minus_beta_1", &c.one_minus_beta_1},
+                                                   {"one_minus_beta_2", &c.one_minus_beta_2},
+                                                   {"epsilon", &c.epsilon},
+                                                   {"learning_rate", &c.lr},
+                                                   {"weight_decay", &c.weight_decay}}));
     std::vector<const T*> g;
     std::vector<index_t> sizes;
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, nres / n_, &g, &sizes));
