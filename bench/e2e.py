@@ -7,7 +7,10 @@ Implementations (:class:`Variant`): ``pyoptim.keras`` and ``keras`` (keras.optim
 Keras' default compile settings (``jit_compile`` resolves to False for these models on CPU;
 recorded), and ``keras.xla``: keras.optimizers with ``model.compile(jit_compile=True)`` (XLA
 compiles the whole train step; pyoptim.keras would fall back to Keras' update there), only on
-the models whose ``ModelSpec.xla`` is set.
+the models whose ``ModelSpec.xla`` is set; and ``keras.no_update`` (:data:`FLOOR`): the same
+step with keras.optimizers classes that update nothing (``impl_tf.no_update_classes``), the
+floor under any optimizer, so that ``keras / keras.no_update`` is the most that any update could
+gain on that model.
 
 A (model, optimizer) cell runs only when pyoptim.keras has that optimizer (e.g.
 ``pyoptim.keras.AdamW`` may not exist yet): otherwise every row of the cell is recorded with
@@ -31,6 +34,7 @@ from problems import HYPER
 from zoo import ModelSpec, model_specs
 
 PYOPTIM = "pyoptim.keras"
+FLOOR = "keras.no_update"
 
 
 @dataclass
@@ -125,6 +129,8 @@ def _summary(spec: ModelSpec, opt: str, size: Tuple[int, int], rows: List[Dict[s
     for name in ("keras", "keras.xla"):
         if pk and name in timed:
             out[f"{name}_over_pyoptim"] = timed[name]["step_median_s"] / pk["step_median_s"]
+    if FLOOR in timed and "keras" in timed:
+        out["keras_over_floor"] = timed["keras"]["step_median_s"] / timed[FLOOR]["step_median_s"]
     return out
 
 

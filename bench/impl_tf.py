@@ -158,6 +158,20 @@ def keras_classes(module: Any) -> Dict[str, Any]:
     return {k: getattr(module, v) for k, v in CLASS_NAMES.items() if hasattr(module, v)}
 
 
+def _no_update(self: Any, *args: Any) -> None:
+    return None
+
+
+def no_update_classes(module: Any) -> Dict[str, Any]:
+    """``module``'s optimizer classes (keras.optimizers) whose step updates nothing: no
+    ``update_step``, no weight decay; Keras' ``apply`` (gradient all-reduce, iteration count)
+    still runs.  A ``model.fit`` step with one of them is the floor under any optimizer on that
+    model: Keras' step time over it is the most that any faster update could gain."""
+    return {k: type(f"NoUpdate{cls.__name__}", (cls,),
+                    {"update_step": _no_update, "_apply_weight_decay": _no_update})
+            for k, cls in keras_classes(module).items()}
+
+
 class KerasOptimizers(_TFImpl):
     name = "keras"
     description = "keras.optimizers.SGD / RMSprop / Adam: apply_gradients inside tf.function"

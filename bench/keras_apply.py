@@ -16,7 +16,10 @@ step (the whole list of variables in one ``apply_gradients``); the calls are int
 (round-robin) so that load from other processes hits all methods alike, and the median over
 ``reps`` is reported, with the ratios.  ResourceApplyAdam is TensorFlow's fused C++ Adam (Eigen,
 on TensorFlow's intra-op pool), one op per variable, given the same scalar inputs as Keras
-computes them.  ``measure()`` returns the figures for reuse.
+computes them.  In tf.function mode the floor is a tf.function that takes the same tensors
+(variables, the Keras optimizer's own variables, gradients) and does nothing with them: the
+call cost that no update in such a function can avoid; ``keras/floor`` is the most any update
+could gain over Keras'.  ``measure()`` returns the figures for reuse.
 """
 from __future__ import annotations
 
@@ -37,12 +40,14 @@ import keras  # noqa: E402
 import pyoptim.keras  # noqa: E402
 
 RAW = "tf.raw_ops.ResourceApplyAdam"
+FLOOR = "floor (same tensors, no update)"
 
 
-def methods(kind: str = "Adam") -> Tuple[str, ...]:
+def methods(kind: str = "Adam", eager: bool = False) -> Tuple[str, ...]:
     """Names of the compared methods, pyoptim first."""
     names = (f"pyoptim.keras.{kind}", f"keras.optimizers.{kind}")
-    return names + (RAW,) if kind == "Adam" else names
+    names = names + (RAW,) if kind == "Adam" else names
+    return names if eager else names + (FLOOR,)
 
 
 def _compiled(fn: Callable[[], None], eager: bool) -> Callable[[], object]:
@@ -59,6 +64,25 @@ def _keras_step(cls: type, starts: List[np.ndarray], grads: List[tf.Tensor],
         opt.apply_gradients(zip(grads, variables))
 
     return _compiled(apply, eager)  # the closure keeps the variables and the optimizer
+
+
+def _floor_step(cls: type, starts: List[np.ndarray], grads: List[tf.Tensor],
+                options: Dict[str, Any]) -> Callable[[], object]:
+    """A tf.function whose one op (IdentityN, no computation) takes what an optimizer's step
+    takes: the variables, the optimizer's own variables (slots, iteration count, learning rate)
+    and the gradients.  Calling a tf.function costs time per captured tensor (TensorFlow hashes
+    their types on every call): no update in such a function can be faster than this."""
+    variables = [keras.Variable(s, dtype="float32") for s in starts]
+    opt = cls(**{"learning_rate": 1e-3, **options})
+    opt.build(variables)
+    handles = [v.value.handle for v in list(variables) + list(opt.variables)]
+
+    def touch() -> None:
+        tf.raw_ops.IdentityN(input=handles + list(grads))
+
+    step = _compiled(touch, eager=False)
+    step._keep = (variables, opt)  # type: ignore[attr-defined]
+    return step
 
 
 def _raw_step(starts: List[np.ndarray], grads: List[tf.Tensor], eager: bool = False) -> Callable[[], object]:
@@ -89,7 +113,7 @@ def measure(sizes: Sequence[int] = (1_000_000, 10_000_000), reps: int = 50, warm
     """``{str(size): {method: median seconds per step, ...}}`` for each size, each step
     updating ``tensors`` variables of that size (in tf.function, or eagerly when ``eager``)."""
     options = dict(options or {})
-    names = methods(kind)
+    names = methods(kind, eager)
     rng = np.random.default_rng(0)
     results: Dict[str, Dict[str, float]] = {}
     for n in sizes:
@@ -101,6 +125,8 @@ def measure(sizes: Sequence[int] = (1_000_000, 10_000_000), reps: int = 50, warm
         }
         if kind == "Adam" and not options:
             steps[RAW] = _raw_step(starts, grads, eager)
+        if FLOOR in names:
+            steps[FLOOR] = _floor_step(getattr(keras.optimizers, kind), starts, grads, options)
         for step in steps.values():
             for _ in range(warmup):
                 step()
@@ -139,18 +165,20 @@ def main(argv: List[str] | None = None) -> int:
         print(f"fast path unavailable: {pyoptim.keras.status()['error']}", file=sys.stderr)
         return 1
     results = measure(args.sizes, args.reps, kind=args.kind, options=options, tensors=args.tensors, eager=args.eager)
-    names = [m for m in methods(args.kind) if m in next(iter(results.values()))]
+    names = [m for m in methods(args.kind, args.eager) if m in next(iter(results.values()))]
     print(f"TensorFlow {tf.__version__}, intra-op threads "
           f"{tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()}, "
           f"median of {args.reps} steps, ms per apply_gradients ({'eager' if args.eager else 'tf.function'}) of "
           f"{args.tensors} variable(s) per size, options {options}")
     header = f"{'elements':>10}  " + "  ".join(f"{m:>28}" for m in names) + "  keras/pyoptim"
-    print(header + ("  raw/pyoptim" if RAW in names else ""))
+    print(header + ("  raw/pyoptim" if RAW in names else "") + ("  keras/floor" if FLOOR in names else ""))
     for size, r in results.items():
         line = f"{int(size):>10}  " + "  ".join(f"{r[m] * 1e3:>28.3f}" for m in names)
         line += f"  {r[names[1]] / r[names[0]]:>13.1f}"
         if RAW in names:
             line += f"  {r[RAW] / r[names[0]]:>11.2f}"
+        if FLOOR in names:
+            line += f"  {r[names[1]] / r[FLOOR]:>11.1f}"
         print(line)
     if args.json:
         with open(args.json, "w") as fh:

@@ -14,6 +14,7 @@ STYLE = {  # implementation -> (color, linestyle, marker)
     "pyoptim.keras.eager": ("#f7b6d2", ":", "d"),
     "keras.eager": ("#9edae5", ":", "<"),
     "keras.xla": ("#8c564b", "-", "X"),
+    "keras.no_update": ("#c7c7c7", "-", None),
     "torch.foreach": ("#1f77b4", "-", ">"),
     "torch.fused": ("#9467bd", "-", "P"),
     "roofline": ("#000000", "--", None),

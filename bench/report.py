@@ -151,6 +151,8 @@ def headline_ratios(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
             continue
         if "keras.xla_over_pyoptim" in s:
             detail += f"; keras.xla / pyoptim.keras {s['keras.xla_over_pyoptim']:.2f}x"
+        if "keras_over_floor" in s:
+            detail += f"; at most {s['keras_over_floor']:.2f}x (keras / a step without update)"
         out.append(_ratio(name, s.get("keras_over_pyoptim"), "keras step / pyoptim.keras step (x)", detail))
     return out
 

@@ -117,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from impl_base import Unavailable
     from impl_numpy import NumpyPlain, PyoptimFunctional, PyoptimStateful, Roofline
     from impl_tf import (KerasEager, KerasOptimizers, KerasXLA, PyoptimKeras, PyoptimKerasEager, TFRawOps,
-                         init_tensorflow, keras_classes, missing_class_reason, tf_threads)
+                         init_tensorflow, keras_classes, missing_class_reason, no_update_classes, tf_threads)
     from impl_torch import TorchOptim, torch_threads
 
     import pyoptim
@@ -257,7 +257,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             import keras
 
-            from e2e import Variant, e2e_plan, run_e2e
+            from e2e import FLOOR, Variant, e2e_plan, run_e2e
 
             variants: List[Any] = []
             pk_impl = next((i for i in impls if i.name == "pyoptim.keras"), None) or PyoptimKeras(threads)
@@ -268,6 +268,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 missing = {o: missing_class_reason(o) for o in problems.E2E_OPTIMIZERS if o not in pk_classes}
                 variants.append(Variant("pyoptim.keras", pk_classes, missing))
             variants.append(Variant("keras", keras_classes(keras.optimizers)))
+            variants.append(Variant(FLOOR, no_update_classes(keras.optimizers)))
             if not quick:
                 variants.append(Variant("keras.xla", keras_classes(keras.optimizers),
                                         compile_kwargs={"jit_compile": True}, xla=True))

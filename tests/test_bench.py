@@ -125,7 +125,8 @@ def test_quick_e2e_zoo(quick_run):
     for model, opt in want:
         cell = {r["impl"]: r for r in rows if r["model"] == model and r["optimizer"] == opt}
         summary = next(s for s in e2e["summary"] if (s["model"], s["optimizer"]) == (model, opt))
-        assert set(cell) == ({"pyoptim.keras", "keras"} if pk_available else {"keras"}), cell
+        assert set(cell) == ({"pyoptim.keras", "keras", "keras.no_update"} if pk_available
+                             else {"keras", "keras.no_update"}), cell
         for r in cell.values():
             assert r["variables"] == models[model]["variables"] and r["parameters"] == models[model]["parameters"]
         if opt == "adamw" and pk_available and not has_adamw:
@@ -139,6 +140,11 @@ def test_quick_e2e_zoo(quick_run):
             assert r["steps_per_epoch"] == -(-r["rows"] // r["batch_size"])
             assert math.isclose(r["step_median_s"], r["epoch_median_s"] / r["steps_per_epoch"], rel_tol=1e-12)
             assert math.isfinite(r["final_loss"])
+        # the floor's steps update nothing: its model ends where it started, Keras' trains
+        assert cell["keras.no_update"]["final_loss"] != cell["keras"]["final_loss"]
+        assert math.isclose(summary["keras_over_floor"],
+                            cell["keras"]["step_median_s"] / cell["keras.no_update"]["step_median_s"],
+                            rel_tol=1e-12)
         if pk_available:
             assert cell["pyoptim.keras"]["path_counts"]["fast"] > 0
             assert math.isclose(summary["keras_over_pyoptim"],

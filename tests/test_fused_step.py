@@ -15,6 +15,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import pyoptim.keras as pk  # noqa: E402
+from pyoptim.keras import _warn  # noqa: E402
 
 LAYERS = 12  # a deep MLP: 2 * LAYERS + 2 variables
 ROWS, BATCH = 96, 32
@@ -140,6 +141,7 @@ def test_two_dtypes_and_a_fallback_in_one_step():
     dtypes = ["float32", "float64", "float16"]
     grads = [[rng.standard_normal(s).astype(d) for s, d in zip(shapes, dtypes)] for _ in range(3)]
     states = []
+    _warn._warned.clear()  # the fallback warning is shown once per process: whatever ran before
     for module in (pk, keras.optimizers):
         variables = [keras.Variable(np.ones(s, d)) for s, d in zip(shapes, dtypes)]
         opt = module.Adam(learning_rate=0.1, weight_decay=0.05)
@@ -154,6 +156,67 @@ def test_two_dtypes_and_a_fallback_in_one_step():
             assert counts["fast"] == 2 * 3 and counts["fallback"] == 3, counts
         states.append([v.numpy() for v in variables] + [v.numpy() for v in opt.variables])
     _assert_same(*states)
+
+
+@pytest.mark.parametrize("kind", ["SGD", "RMSprop", "Adam"])
+def test_eager_steps_that_change_shape_match_keras(kind):
+    """A custom loop whose eager steps differ: all variables, a subset, another order, a None
+    gradient (Keras skips that variable), an IndexedSlices gradient (Keras' update for that
+    variable), weight decay switched on midway.  pyoptim.keras keeps each step's grouping
+    (with the handles) between eager calls: every step must still equal keras.optimizers, with
+    one op per dtype per step."""
+    rng = np.random.default_rng(11)
+    shapes = [(6, 4), (9,), (3, 3), (5,)]
+    dtypes = ["float32", "float64", "float32", "float64"]
+    options = {"SGD": {"momentum": 0.9}, "RMSprop": {"momentum": 0.5, "centered": True},
+               "Adam": {"amsgrad": True}}[kind]
+
+    def dense(i):
+        return tf.constant(rng.standard_normal(shapes[i]).astype(dtypes[i]))
+
+    steps = []  # (indices, gradients) per step; the same tensors for both optimizers
+    for order in ([0, 1, 2, 3], [0, 2], [3, 1, 0, 2], [0, 1, 2, 3], [2, 0, 3, 1]):
+        steps.append((order, [dense(i) for i in order]))
+    steps[3][1][1] = None  # variable 1 without a gradient
+    sparse = tf.IndexedSlices(tf.constant(rng.standard_normal((2, 4)).astype("float32")),
+                              tf.constant([4, 1]), tf.constant([6, 4]))
+    steps.append(([0, 1, 2, 3], [sparse, dense(1), dense(2), dense(3)]))
+    steps.append(([0, 1, 2, 3], [dense(i) for i in range(4)]))
+    states, ops_per_step = [], []
+    _warn._warned.clear()
+    for module in (pk, keras.optimizers):
+        variables = [keras.Variable(np.ones(s, d)) for s, d in zip(shapes, dtypes)]
+        opt = getattr(module, kind)(learning_rate=0.05, **options)
+        opt.build(variables)
+        for n, (order, grads) in enumerate(steps):
+            if n == 4:
+                opt.weight_decay = 0.1
+            before = _counters()
+            with pytest.warns(RuntimeWarning) if module is pk and n == 5 else _nothing():
+                opt.apply_gradients([(g, variables[i]) for g, i in zip(grads, order)])
+            if module is pk:
+                ops_per_step.append(_delta(before, kind)[1])
+        states.append([v.numpy() for v in variables] + [v.numpy() for v in opt.variables])
+    _assert_same(*states)
+    dtype_groups = [len({dtypes[i] for i, g in zip(order, grads)
+                         if g is not None and not isinstance(g, tf.IndexedSlices)})
+                    for order, grads in steps]
+    assert ops_per_step == dtype_groups
+
+
+def test_unknown_variable_is_refused_eagerly():
+    """Keras' check that a step's variables are the optimizer's own still holds when eager steps
+    skip the per-variable look-up for known ones."""
+    known = [keras.Variable(np.ones(3, "float32")) for _ in range(2)]
+    opt = pk.Adam()
+    opt.build(known)
+    opt.apply_gradients([(tf.ones(3), v) for v in known])
+    stranger = keras.Variable(np.ones(3, "float32"))
+    before = [v.numpy() for v in known]
+    with pytest.raises(ValueError, match="Unknown variable"):
+        opt.apply_gradients([(tf.ones(3), known[0]), (tf.ones(3), stranger)])
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, known))
+    opt.apply_gradients([(tf.ones(3), known[1].value)])  # the tf.Variable of a known one
 
 
 class _nothing:

@@ -27,7 +27,7 @@ Grappler's rewrites of Keras' graph that the op must reproduce are in ``_graph_r
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -61,12 +61,29 @@ def _in_xla_context() -> bool:
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
+_constants: Dict[Tuple[type, str, tf.DType], tf.Tensor] = {}
+
+
+def _constant(value: Any, dtype: tf.DType) -> tf.Tensor:
+    """``tf.convert_to_tensor(value, dtype)`` for a Python number; executing eagerly, the
+    tensor is kept and reused (the same value, one conversion instead of one per step)."""
+    if not tf.executing_eagerly():
+        return tf.convert_to_tensor(value, dtype=dtype)
+    key = (type(value), repr(value), dtype)  # repr: -0.0 and 0.0 are different constants
+    tensor = _constants.get(key)
+    if tensor is None:
+        if len(_constants) >= 256:
+            _constants.clear()
+        tensor = _constants[key] = tf.convert_to_tensor(value, dtype=dtype)
+    return tensor
+
+
 def _operand(value: Any, dtype: tf.DType) -> Optional[tf.Tensor]:
     """``value`` converted the way ``keras.ops.multiply(value, x)`` converts it when ``x`` has
     ``dtype``: a Python number becomes a tensor of ``dtype`` (one rounding from the double), a
     tensor keeps its value and is cast.  None when Keras would compute in another dtype."""
     if isinstance(value, (int, float)):
-        return tf.convert_to_tensor(value, dtype=dtype)
+        return _constant(value, dtype)
     try:
         t = tf.convert_to_tensor(value)
     except (TypeError, ValueError):
@@ -93,7 +110,7 @@ def _gradient_barrier(distribution: Any, grads: List[Any],
         return None
     producers = {id(op): op for g in grads if g is not None
                  for t in distribution.experimental_local_results(g)
-                 if isinstance(t, tf.Tensor) and member(t)
+                 if tf.is_symbolic_tensor(t) and member(t)
                  for op in [_producer(t)]}
     if len(producers) < 2:
         return None
@@ -113,14 +130,35 @@ def _producer(tensor: tf.Tensor) -> tf.Operation:
     return tensor.op
 
 
+class _Group(NamedTuple):
+    """The variables of one step that one op updates: one dtype."""
+
+    dtype: tf.DType
+    indices: List[int]  # positions in the step's (gradient, variable) list
+    decay: List[bool]  # whether the op decays each variable (Keras' pending decay, fused)
+    handles: Optional[List[List[tf.Tensor]]]  # see _handle_lists; None: looked up in the update
+
+
+class _Plan(NamedTuple):
+    """How a step's (gradient, variable) pairs are updated; see _FastPathMixin._plan."""
+
+    groups: List[_Group]
+    rest: List[Tuple[int, str, Optional[str]]]  # Keras' update_step: (position, reason, name)
+    keras_decay: List[int]  # positions whose pending decay Keras' own pass runs
+    keep: Tuple[Any, ...]  # the variables, alive while the plan is cached (its key holds ids)
+
+
+_PLAN_CACHE_SIZE = 8
+
+
 class _FastPathMixin(ReportingMixin):
     """The fused update: group the variables, compute the coefficients once, one op.
 
     Subclasses give ``_slots(variable)`` (the slot variables, in the op's order), and
-    ``_fused_update(op, variables, grads, learning_rate, decay, scalars)`` that builds the op for
-    one dtype group; they may refine ``_scalars()`` (the Python hyperparameters the op takes,
-    converted per dtype as Keras converts them), ``_group_blocker(dtype)`` and
-    ``_decay_fusable(distribution, grad)``."""
+    ``_fused_update(op, dtype, handles, grads, learning_rate, decay, scalars)`` that builds the
+    op for one dtype group (``handles``: see :meth:`_handle_lists`); they may refine
+    ``_scalars()`` (the Python hyperparameters the op takes, converted per dtype as Keras
+    converts them), ``_group_blocker(dtype)`` and ``_decay_fusable(distribution, grad)``."""
 
     def _barrier_member(self, gradient: tf.Tensor) -> bool:
         """Whether ``gradient`` may get a control edge to the barrier (see _gradient_barrier)."""
@@ -138,8 +176,9 @@ class _FastPathMixin(ReportingMixin):
     def _decay_fusable(self, distribution: Any, gradient: Any) -> bool:
         return True
 
-    def _fused_update(self, op: Any, variables: List[Any], grads: List[Any], learning_rate: Any,
-                      decay: List[bool], scalars: List[tf.Tensor]) -> Any:
+    def _fused_update(self, op: Any, dtype: tf.DType, handles: List[List[tf.Tensor]],
+                      grads: List[Any], learning_rate: Any, decay: List[bool],
+                      scalars: List[tf.Tensor]) -> Any:
         raise NotImplementedError
 
     # -- Keras' hooks ---------------------------------------------------------------------
@@ -157,32 +196,78 @@ class _FastPathMixin(ReportingMixin):
             return super()._apply_weight_decay(variables)
         object.__setattr__(self, "_pyoptim_pending_decay", list(variables))
 
+    def _check_variables_are_known(self, variables):
+        # Keras looks every variable up by _var_key on every call (eagerly: every step).  The
+        # variables the optimizer was built with, by identity, pass at once; any other goes
+        # through Keras' check (which also knows a tf.Variable by its Keras variable).
+        tracked = self._trainable_variables
+        known = self.__dict__.get("_pyoptim_known")
+        if known is None or known[0] is not tracked or known[1] != len(tracked):
+            known = (tracked, len(tracked), {id(v) for v in tracked})
+            object.__setattr__(self, "_pyoptim_known", known)  # bookkeeping, not state
+        others = [v for v in variables if id(v) not in known[2]]
+        if others:
+            super()._check_variables_are_known(others)
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # Keras' version all-reduces the gradients across replicas, then merge_calls
+        # _distributed_tf_update_step.  Executing eagerly with no tf.distribute strategy the
+        # all-reduce returns every gradient unchanged (one eager call per gradient) and the
+        # merge_call is a plain call: skip both, the values are the same.  Inside tf.function
+        # Keras' graph is kept as it is: its Identity ops change what Grappler rewrites (e.g.
+        # whether SGD's ``gradient * learning_rate`` merges with a clipping Mul).
+        if (not tf.executing_eagerly() or tf.distribute.has_strategy()
+                or self._distribution_strategy is not tf.distribute.get_strategy()):
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        pairs = [(g, _tf_variable(v)) for g, v in zip(grads, trainable_variables)]
+        self._distributed_tf_update_step(self._distribution_strategy, pairs, learning_rate)
+
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         # Keras calls this once per step (cross-replica context, one thread), in graph and eager
-        # mode alike.
+        # mode alike: the pipeline.
         pending = self.__dict__.get("_pyoptim_pending_decay")
         object.__setattr__(self, "_pyoptim_pending_decay", None)
-        decay_keys = {self._var_key(v) for v in pending} if pending else set()
-        barrier = _gradient_barrier(distribution, [g for g, _ in grads_and_vars], self._barrier_member)
+        grads_and_vars = list(grads_and_vars)
+        blocker = self._fast_path_blocker()
+        if blocker is not None:
+            for _ in grads_and_vars:
+                self._fallback(blocker)
+            if pending:
+                super()._apply_weight_decay(pending)
+            return super()._distributed_tf_update_step(distribution, grads_and_vars,
+                                                       learning_rate)
+        # 1. group
+        plan = self._plan(distribution, grads_and_vars, pending)
+        for _, reason, name in plan.rest:
+            self._fallback(reason, name)
+        rest = [grads_and_vars[i] for i, _, _ in plan.rest]
+        keras_decay = [grads_and_vars[i][1] for i in plan.keras_decay]
+        # 2. coefficients: each group's hyperparameters in its dtype (or Keras' update for it)
+        runs = []
+        for group in plan.groups:
+            reason = self._group_blocker(group.dtype)
+            scalars = self._converted_scalars(group.dtype) if reason is None else None
+            if reason is None and scalars is None:
+                reason = "a hyperparameter is not a scalar of the variable's dtype"
+            if reason is None:
+                runs.append((group, scalars))
+                continue
+            for i, decayed in zip(group.indices, group.decay):
+                self._fallback(reason)
+                rest.append(grads_and_vars[i])
+                if decayed:
+                    keras_decay.append(grads_and_vars[i][1])
+        if keras_decay:
+            super()._apply_weight_decay(keras_decay)
+        # 3. one op per group, after every gradient of the step is computed (graph mode)
+        barrier = _gradient_barrier(distribution, [g for g, _ in grads_and_vars],
+                                    self._barrier_member)
         previous = self.__dict__.get("_pyoptim_barrier")
         object.__setattr__(self, "_pyoptim_barrier", barrier)  # bookkeeping, not tracked state
         try:
-            groups, rest, scalars = self._group(grads_and_vars)
-            decay = {dtype: [False] * len(pairs) for dtype, pairs in groups.items()}
-            if decay_keys:
-                # Which variables the op decays; Keras' own decay (before their update) for
-                # the other variables that Keras would have decayed.
-                decay = {dtype: [self._var_key(v) in decay_keys and bool(self._use_weight_decay(v))
-                                 and self._decay_fusable(distribution, g) for g, v in pairs]
-                         for dtype, pairs in groups.items()}
-                fused = {self._var_key(v) for dtype, pairs in groups.items()
-                         for (_, v), flag in zip(pairs, decay[dtype]) if flag}
-                keras_decay = [v for _, v in grads_and_vars
-                               if self._var_key(v) in decay_keys and self._var_key(v) not in fused]
-                if keras_decay:
-                    super()._apply_weight_decay(keras_decay)
-            for dtype, pairs in groups.items():
-                self._run_group(distribution, pairs, learning_rate, decay[dtype], scalars[dtype])
+            for group, scalars in runs:
+                self._run_group(distribution, group, [grads_and_vars[i] for i in group.indices],
+                                learning_rate, scalars)
             if rest:
                 super()._distributed_tf_update_step(distribution, rest, learning_rate)
         finally:
@@ -190,41 +275,69 @@ class _FastPathMixin(ReportingMixin):
 
     # -- the pipeline -----------------------------------------------------------------------
 
-    def _group(self, grads_and_vars: Sequence[Tuple[Any, Any]]
-               ) -> Tuple[Dict[tf.DType, List[Tuple[Any, Any]]], List[Tuple[Any, Any]],
-                          Dict[tf.DType, List[tf.Tensor]]]:
-        """``({dtype: [(grad, var)]}, rest, {dtype: scalars})``: the pairs the op takes, by
-        dtype, the others (recorded in path_counts with the reason, and warned about once), and
-        each group's hyperparameters converted to its dtype."""
-        groups: Dict[tf.DType, List[Tuple[Any, Any]]] = {}
-        rest: List[Tuple[Any, Any]] = []
-        scalars: Dict[tf.DType, List[tf.Tensor]] = {}
-        blocker = self._fast_path_blocker()
-        if blocker is not None:
-            for pair in grads_and_vars:
-                self._fallback(blocker)
-            return groups, list(grads_and_vars), scalars
-        for grad, var in grads_and_vars:
+    def _plan(self, distribution: Any, grads_and_vars: List[Tuple[Any, Any]],
+              pending: Optional[List[Any]]) -> _Plan:
+        """The step's grouping: by dtype, the pairs the op takes (and which of them it decays),
+        the others with the reason, and the variables whose pending decay Keras runs.
+
+        Executing eagerly with no tf.distribute strategy, a custom loop repeats the same step:
+        the plan (with the variables' and slots' handles) is kept, keyed by the variables'
+        identities, which gradients are sparse and which variables await decay, so a step does
+        no per-variable Python work beyond collecting its gradients."""
+        cacheable = tf.executing_eagerly() and not tf.distribute.has_strategy()
+        key = None
+        if cacheable:
+            key = (tuple(map(id, (v for _, v in grads_and_vars))),
+                   tuple(isinstance(g, tf.IndexedSlices) for g, _ in grads_and_vars),
+                   None if pending is None else tuple(map(id, pending)))
+            cache = self.__dict__.get("_pyoptim_plans")
+            if cache is None:
+                cache = {}
+                object.__setattr__(self, "_pyoptim_plans", cache)  # bookkeeping, not state
+            plan = cache.get(key)
+            if plan is not None:
+                return plan
+        decay_keys = {self._var_key(v) for v in pending} if pending else set()
+        by_dtype: Dict[tf.DType, List[int]] = {}
+        rest: List[Tuple[int, str, Optional[str]]] = []
+        keras_decay: List[int] = []
+        for i, (grad, var) in enumerate(grads_and_vars):
             reason = self._variable_blocker(grad, var)
             if reason is None:
-                groups.setdefault(tf.as_dtype(var.dtype), []).append((grad, var))
-            else:
-                # Only this variable falls back; the warning names it (without TF's ":0").
-                self._fallback(reason, str(getattr(var, "path", None) or var.name).split(":")[0])
-                rest.append((grad, var))
-        for dtype in list(groups):
-            reason = self._group_blocker(dtype)
-            if reason is None:
-                converted = self._converted_scalars(dtype)
-                if converted is None:
-                    reason = "a hyperparameter is not a scalar of the variable's dtype"
-                else:
-                    scalars[dtype] = converted
-            if reason is not None:
-                for pair in groups.pop(dtype):
-                    self._fallback(reason)
-                    rest.append(pair)
-        return groups, rest, scalars
+                by_dtype.setdefault(tf.as_dtype(var.dtype), []).append(i)
+                continue
+            # Only this variable falls back; the warning names it (without TF's ":0").
+            rest.append((i, reason, str(getattr(var, "path", None) or var.name).split(":")[0]))
+            if self._var_key(var) in decay_keys:
+                keras_decay.append(i)
+        groups = []
+        for dtype, indices in by_dtype.items():
+            decay = []
+            for i in indices:
+                grad, var = grads_and_vars[i]
+                wanted = self._var_key(var) in decay_keys
+                fused = (wanted and bool(self._use_weight_decay(var))
+                         and self._decay_fusable(distribution, grad))
+                decay.append(fused)
+                if wanted and not fused:
+                    keras_decay.append(i)  # Keras' own decay (excluded or not fusable)
+            variables = [grads_and_vars[i][1] for i in indices]
+            groups.append(_Group(dtype, indices, decay,
+                                 self._handle_lists(variables) if cacheable else None))
+        plan = _Plan(groups, rest, keras_decay, tuple(v for _, v in grads_and_vars))
+        if cacheable:
+            if len(cache) >= _PLAN_CACHE_SIZE:
+                cache.clear()
+            cache[key] = plan
+        return plan
+
+    def _handle_lists(self, variables: Sequence[Any]) -> List[List[tf.Tensor]]:
+        """The op's resource inputs: ``[[each variable's handle], [each one's first slot's
+        handle], [second slot's], ...]`` (slots in ``_slots`` order).  Under a mirrored strategy,
+        called inside the update, a variable's handle is this device's copy."""
+        slots = [self._var_info(v)[1] for v in variables]
+        kinds = len(slots[0]) if slots else 0
+        return [_handles(variables)] + [_handles([s[j] for s in slots]) for j in range(kinds)]
 
     def _converted_scalars(self, dtype: tf.DType) -> Optional[List[tf.Tensor]]:
         """The op's Python hyperparameters converted by :func:`_operand` (None if one cannot)."""
@@ -234,8 +347,8 @@ class _FastPathMixin(ReportingMixin):
             return None
         return None if any(x is None for x in converted) else converted
 
-    def _run_group(self, distribution: Any, pairs: List[Tuple[Any, Any]], learning_rate: Any,
-                   decay: List[bool], scalars: List[tf.Tensor]) -> None:
+    def _run_group(self, distribution: Any, group: _Group, pairs: List[Tuple[Any, Any]],
+                   learning_rate: Any, scalars: List[tf.Tensor]) -> None:
         """One op for the group (per device under a mirrored strategy: Keras' ``update`` runs
         ``fused`` on each device with that device's copies of the variables and gradients)."""
         op = _loader.load()
@@ -244,10 +357,10 @@ class _FastPathMixin(ReportingMixin):
         self._pyoptim_stats().fast += len(pairs)
 
         def fused(first, others, grads, learning_rate):
-            variables = [first] + list(others)
+            handles = group.handles or self._handle_lists([first] + list(others))
             with self._after_all_gradients():
-                return self._fused_update(op, variables, list(grads), learning_rate, decay,
-                                          scalars)
+                return self._fused_update(op, group.dtype, handles, list(grads), learning_rate,
+                                          group.decay, scalars)
 
         distribution.extended.update(variables[0], fused,
                                      args=(variables[1:], grads, learning_rate), group=False)
@@ -312,7 +425,7 @@ class _FastPathMixin(ReportingMixin):
                                ) -> Tuple[tf.Tensor, tf.Tensor]:
         """``(lr, wd)`` as Keras' ``_apply_weight_decay`` casts them (zero wd when unused)."""
         lr = tf.cast(learning_rate, dtype)
-        wd = tf.cast(self.weight_decay, dtype) if any(decay) else tf.zeros([], dtype)
+        wd = tf.cast(self.weight_decay, dtype) if any(decay) else _constant(0.0, dtype)
         return lr, wd
 
 
@@ -338,16 +451,6 @@ def _grappler_may_merge_into(gradient: Any) -> bool:
         index = tensor.value_index if op.type == "IdentityN" else 0
         tensor = op.inputs[index]
     return True  # a long chain: be safe
-
-
-def _cast(x: Any, dtype: tf.DType) -> Any:
-    """``ops.cast(x, dtype)``, skipped when ``x`` already has ``dtype`` (a cast to the same dtype
-    adds no op and changes no bit; skipping it saves eager calls)."""
-    return x if getattr(x, "dtype", None) == dtype else ops.cast(x, dtype)
-
-
-def _handle(v: Any) -> tf.Tensor:
-    return _tf_variable(v).handle
 
 
 def _cast(x: Any, dtype: tf.DType) -> Any:
@@ -390,12 +493,11 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
         return not any(_grappler_may_merge_into(t)
                        for t in distribution.experimental_local_results(gradient))
 
-    def _fused_update(self, op, variables, grads, learning_rate, decay, scalars):
-        dtype = tf.as_dtype(variables[0].dtype)
-        slots = [self._var_info(v)[1][0] for v in variables] if self.momentum != 0 else []
+    def _fused_update(self, op, dtype, handles, grads, learning_rate, decay, scalars):
+        slots = handles[1] if self.momentum != 0 else []
         # The same conversions as keras.optimizers.SGD.update_step.
         lr = ops.cast(learning_rate, dtype)
-        momentum = ops.cast(self.momentum, dtype) if slots else tf.zeros([], dtype)
+        momentum = ops.cast(self.momentum, dtype) if slots else _constant(0.0, dtype)
         unit_lr, cast_grads = [], []
         for gradient in grads:
             gradient = _cast(gradient, dtype)
@@ -408,7 +510,7 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
             unit_lr.append(merge)
             cast_grads.append(ops.multiply(gradient, lr) if merge else gradient)
         _, wd = self._weight_decay_operands(dtype, learning_rate, decay)
-        return op.pyoptim_apply_sgd(var=_handles(variables), momentum_buffer=_handles(slots),
+        return op.pyoptim_apply_sgd(var=handles[0], momentum_buffer=slots,
                                     learning_rate=lr, momentum=momentum, weight_decay=wd,
                                     grad=cast_grads, nesterov=bool(self.nesterov), decay=decay,
                                     unit_lr=unit_lr)
@@ -460,19 +562,16 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
         # Keras' decay is a separate assignment; the op's graph-mode arithmetic takes none.
         return self._rewrites() == (False, False)
 
-    def _fused_update(self, op, variables, grads, learning_rate, decay, scalars):
-        dtype = tf.as_dtype(variables[0].dtype)
-        slots = [self._var_info(v)[1] for v in variables]
+    def _fused_update(self, op, dtype, handles, grads, learning_rate, decay, scalars):
         has_momentum, centered = self.momentum > 0, bool(self.centered)
         rsqrt_mul, epsilon_first = self._rewrites() or (False, False)
         rho, one_minus_rho, epsilon, momentum = scalars
         _, wd = self._weight_decay_operands(dtype, learning_rate, decay)
         lr = ops.cast(learning_rate, dtype)  # the update's and the decay's (the same value)
         return op.pyoptim_apply_rmsprop(
-            var=_handles(variables),
-            velocity=_handles([s[0] for s in slots]),
-            momentum_buffer=_handles([s[1] for s in slots] if has_momentum else []),
-            average_grad=_handles([s[-1] for s in slots] if centered else []),
+            var=handles[0], velocity=handles[1],
+            momentum_buffer=handles[2] if has_momentum else [],
+            average_grad=handles[-1] if centered else [],
             learning_rate=lr, rho=rho, one_minus_rho=one_minus_rho, epsilon=epsilon,
             momentum=momentum, weight_decay=wd, grad=[_cast(g, dtype) for g in grads],
             rsqrt_mul=rsqrt_mul, epsilon_first=epsilon_first, decay=decay)
@@ -501,9 +600,7 @@ class Adam(_FastPathMixin, keras.optimizers.Adam):
         # Keras: ops.multiply(..., 1 - self.beta_1), ops.add(..., self.epsilon).
         return [1 - self.beta_1, 1 - self.beta_2, self.epsilon]
 
-    def _fused_update(self, op, variables, grads, learning_rate, decay, scalars):
-        dtype = tf.as_dtype(variables[0].dtype)
-        slots = [self._var_info(v)[1] for v in variables]
+    def _fused_update(self, op, dtype, handles, grads, learning_rate, decay, scalars):
         # The same lines as keras.optimizers.Adam.update_step, once for the group.
         lr = ops.cast(learning_rate, dtype)
         local_step = ops.cast(self.iterations + 1, dtype)
@@ -513,9 +610,8 @@ class Adam(_FastPathMixin, keras.optimizers.Adam):
         one_minus_beta_1, one_minus_beta_2, epsilon = scalars
         decay_lr, wd = self._weight_decay_operands(dtype, learning_rate, decay)
         return op.pyoptim_apply_adam(
-            var=_handles(variables), m=_handles([s[0] for s in slots]),
-            v=_handles([s[1] for s in slots]),
-            v_hat=_handles([s[2] for s in slots] if self.amsgrad else []),
+            var=handles[0], m=handles[1], v=handles[2],
+            v_hat=handles[3] if self.amsgrad else [],
             alpha=alpha, one_minus_beta_1=one_minus_beta_1, one_minus_beta_2=one_minus_beta_2,
             epsilon=epsilon, learning_rate=decay_lr, weight_decay=wd,
             grad=[_cast(g, dtype) for g in grads], decay=decay)
