@@ -44,7 +44,8 @@ struct SgdHyper {
 
 template <class T>
 SgdCoeffs<T> coeffs(const SgdHyper& h) {
-  return {static_cast<T>(h.lr), static_cast<T>(h.momentum), static_cast<T>(h.wd)};
+  return {static_cast<T>(h.lr), static_cast<T>(h.momentum), static_cast<T>(h.wd),
+          static_cast<T>(h.lr)};
 }
 
 SgdHyper parse_sgd(py::handle lr, py::handle momentum, py::handle nesterov, py::handle wd) {
@@ -71,7 +72,8 @@ struct RmspropHyper {
 template <class T>
 RmspropCoeffs<T> coeffs(const RmspropHyper& h) {
   return {static_cast<T>(h.lr),  static_cast<T>(h.rho),      static_cast<T>(1.0 - h.rho),
-          static_cast<T>(h.eps), static_cast<T>(h.momentum), static_cast<T>(h.wd)};
+          static_cast<T>(h.eps), static_cast<T>(h.momentum), static_cast<T>(h.wd),
+          static_cast<T>(h.lr)};
 }
 
 RmspropHyper parse_rmsprop(py::handle lr, py::handle rho, py::handle eps, py::handle momentum,

@@ -227,6 +227,24 @@ class _nothing:
         return False
 
 
+def _apply_list(opt: Any, variables: List[Any], compiled: bool) -> Any:
+    def step(grads):
+        opt.apply_gradients(zip(grads, variables))
+
+    return tf.function(step) if compiled else step
+
+
+def _under_control_dependencies(opt: Any, variables: List[Any]) -> Any:
+    marker = tf.Variable(0.0)
+
+    @tf.function
+    def step(grads):
+        with tf.control_dependencies([marker.assign_add(1.0)]):
+            opt.apply_gradients(zip(grads, variables))
+
+    return step
+
+
 def _apply_step(opt: Any, variable: Any) -> Any:
     @tf.function
     def step(g):
@@ -238,32 +256,70 @@ def _apply_step(opt: Any, variable: Any) -> Any:
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])
 @pytest.mark.parametrize("kind", ["SGD", "RMSprop", "Adam", "AdamW"])
 def test_weight_decay_with_keras_bits(kind, compiled, monkeypatch):
-    """Executing eagerly the decay runs in the kernel pass (Keras' own decay code, spied on,
-    is not reached); inside tf.function it is Keras' own pass (Grappler rewrites it there).
-    The bits equal keras.optimizers' either way."""
+    """The decay runs in the kernel pass (Keras' own decay code, spied on, is not reached),
+    eagerly and inside tf.function (where Grappler computes Keras' decay as var - var * (wd *
+    lr)); the bits equal keras.optimizers' either way, float32 and float64, also when clipping
+    makes SGD's gradient * lr merge with the clipping Mul."""
     from keras.src.backend.tensorflow.optimizer import TFOptimizer
 
     keras_decay_calls: List[int] = []
     real = TFOptimizer._apply_weight_decay
 
     def counting(self, variables):
-        keras_decay_calls.append(len(variables))
+        if self.weight_decay is not None:  # (RMSprop's graph self-check runs without decay)
+            keras_decay_calls.append(len(variables))
         return real(self, variables)
 
     monkeypatch.setattr(TFOptimizer, "_apply_weight_decay", counting)
     results = {}
-    for module in (pk, keras.optimizers):
-        v = keras.Variable(np.linspace(-1, 1, 50, dtype="float32").reshape(5, 10))
-        opt = getattr(module, kind)(learning_rate=0.1, weight_decay=0.2)
-        opt.build([v])
-        step = _apply_step(opt, v) if compiled else (lambda g, opt=opt, v=v: opt.apply_gradients([(g, v)]))
-        keras_decay_calls.clear()
-        for _ in range(3):
-            step(tf.constant(np.full((5, 10), 0.5, "float32")))
-        if module is pk:
-            assert (len(keras_decay_calls) > 0) == compiled, keras_decay_calls
-        results[module.__name__] = [v.numpy()] + [s.numpy() for s in opt.variables]
-    _assert_same(results["pyoptim.keras"], results["keras.optimizers"])
+    rng = np.random.default_rng(3)
+    for dtype, clip in (("float32", {}), ("float64", {}), ("float32", {"global_clipnorm": 0.5})):
+        start = [rng.standard_normal(s).astype(dtype) for s in ((37, 41), (41,))]
+        grads = [[(rng.standard_normal(x.shape) * 0.7).astype(dtype) for x in start] for _ in range(3)]
+        results = {}
+        for module in (pk, keras.optimizers):
+            variables = [keras.Variable(x.copy()) for x in start]
+            opt = getattr(module, kind)(learning_rate=0.07, weight_decay=0.13, **clip)
+            opt.build(variables)
+
+            step = _apply_list(opt, variables, compiled)
+            keras_decay_calls.clear()
+            for g in grads:
+                step([tf.constant(x) for x in g])
+            if module is pk:
+                assert keras_decay_calls == [], keras_decay_calls
+            results[module.__name__] = [v.numpy() for v in variables] + [s.numpy() for s in opt.variables]
+        _assert_same(results["pyoptim.keras"], results["keras.optimizers"])
+
+
+@pytest.mark.parametrize("context", ["arithmetic_optimization_off", "control_dependencies"])
+@pytest.mark.parametrize("kind", ["SGD", "RMSprop", "Adam"])
+def test_weight_decay_where_grappler_keeps_the_textbook_order(kind, context):
+    """Inside tf.function the op decays as Grappler rewrites Keras' decay (var * (wd * lr)); where
+    that rewrite does not happen (the user switched Grappler's arithmetic optimiser off, or
+    apply_gradients runs under tf.control_dependencies) the bits must still be Keras'."""
+    rng = np.random.default_rng(9)
+    start = [rng.standard_normal(s).astype("float32") for s in ((29, 31), (31,))]
+    grads = [[tf.constant(rng.standard_normal(x.shape).astype("float32")) for x in start]
+             for _ in range(3)]
+    before = tf.config.optimizer.get_experimental_options()
+    results = []
+    try:
+        if context == "arithmetic_optimization_off":
+            tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
+        for module in (pk, keras.optimizers):
+            variables = [keras.Variable(x.copy()) for x in start]
+            opt = getattr(module, kind)(learning_rate=0.07, weight_decay=0.13)
+            opt.build(variables)
+            step = _apply_list(opt, variables, compiled=True)
+            if context == "control_dependencies":
+                step = _under_control_dependencies(opt, variables)
+            for g in grads:
+                step(g)
+            results.append([v.numpy() for v in variables] + [v.numpy() for v in opt.variables])
+    finally:
+        tf.config.optimizer.set_experimental_options(before)
+    _assert_same(*results)
 
 
 @pytest.mark.parametrize("eager", [False, True], ids=["graph", "eager"])

@@ -25,7 +25,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import pyoptim.keras as pk  # noqa: E402
-from pyoptim.keras import _build, _graph_rmsprop  # noqa: E402
+from pyoptim.keras import _build, _grappler  # noqa: E402
 
 ROWS, FEATURES, CLASSES = 1000, 10, 3
 BATCH, EPOCHS = 250, 2  # 4 steps per epoch, 8 updates per fit
@@ -306,7 +306,7 @@ def test_jit_compile_falls_back_and_trains(kind, kwargs):
 def test_custom_training_loop(kind, kwargs, returns):
     """optimizer.apply_gradients in a user's tf.function equals keras.optimizers, whether the
     function returns something or not (Grappler simplifies Keras' graph differently then).
-    Centered RMSprop there runs Keras' code (see pyoptim/keras/_graph_rmsprop.py)."""
+    Centered RMSprop there runs Keras' code (see pyoptim/keras/_grappler.py)."""
     x, y = _data("float32")
     results = []
     for module in (pk, keras.optimizers):
@@ -429,9 +429,9 @@ def test_eager_apply_gradients_sizes_cover_simd_tails_and_threads():
 def test_graph_rmsprop_self_check_detects_wrong_arithmetic():
     """The first-use check that guards graph-mode RMSprop is able to fail: the textbook
     arithmetic (no Grappler rewrites) does not give Keras' graph-mode bits."""
-    assert _graph_rmsprop.verified("float32", True, True, True)
-    assert not _graph_rmsprop._compare("float32", True, False, False)
-    assert not _graph_rmsprop._compare("float32", True, True, False)
+    assert _grappler.verified("float32", True, True, True)
+    assert not _grappler._compare("float32", True, False, False)
+    assert not _grappler._compare("float32", True, True, False)
 
 
 # --- API, serialization, build ---------------------------------------------------------------

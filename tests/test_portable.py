@@ -178,7 +178,7 @@ RUN_UNDER_ISA = r"""
 import json, sys
 import numpy as np, keras, tensorflow as tf
 import pyoptim, pyoptim.keras as pk
-from pyoptim.keras import _graph_rmsprop
+from pyoptim.keras import _grappler
 
 cases = json.loads(sys.argv[1])
 rng = np.random.default_rng(1234)
@@ -208,7 +208,7 @@ for kind, kwargs, dtype, eager, hidden, epochs in cases:
     out["cases"].append({"case": [kind, kwargs, dtype, eager, hidden], "same": same,
                          "calls": calls, "counts": ours.optimizer.path_counts()})
 out["status"] = {k: v for k, v in pk.status().items() if k != "build_log"}
-out["rmsprop_checks"] = [list(k) + [v] for k, v in _graph_rmsprop.last_results().items()]
+out["rmsprop_checks"] = [list(k) + [v] for k, v in _grappler.last_results().items()]
 print(json.dumps(out))
 """
 

@@ -1,7 +1,7 @@
 // RMSprop, plain or centered, with optional momentum, exactly as keras.optimizers.RMSprop
 // (epsilon inside the square root):
 //
-//   (weight decay)  p = p - p * wd * lr
+//   (weight decay)  p = p - p * wd * decay_lr   (decay_lr = lr; see RmspropCoeffs)
 //   v   = rho * v + (1 - rho) * g^2
 //   centered:  a = rho * a + (1 - rho) * g;   d = (v - a^2) + eps
 //   otherwise: d = v + eps
@@ -27,6 +27,7 @@ struct RmspropCoeffs {
   T epsilon;
   T momentum;
   T weight_decay;
+  T decay_lr;  // the decay's learning rate: lr, or 1 when weight_decay holds wd * lr
 };
 
 inline namespace PYOPTIM_ISA {
@@ -38,11 +39,11 @@ inline void rmsprop_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g,
                           T* PYOPTIM_RESTRICT avg, index_t begin, index_t end,
                           const RmspropCoeffs<T>& c) {
   const T lr = c.lr, rho = c.rho, omr = c.one_minus_rho, eps = c.epsilon, mu = c.momentum,
-          wd = c.weight_decay;
+          wd = c.weight_decay, dlr = c.decay_lr;
   PYOPTIM_SIMD_LOOP
   for (index_t i = begin; i < end; ++i) {
     T pi = load<T>(p[i]);
-    if constexpr (kDecay) pi = pi - pi * wd * lr;
+    if constexpr (kDecay) pi = pi - pi * wd * dlr;
     const T gi = load<T>(g[i]);
     const T vi = rho * v[i] + omr * (gi * gi);
     v[i] = vi;

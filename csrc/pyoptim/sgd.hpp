@@ -1,6 +1,6 @@
 // SGD with optional momentum and Nesterov momentum, exactly as keras.optimizers.SGD:
 //
-//   (weight decay)  p = p - p * wd * lr
+//   (weight decay)  p = p - p * wd * decay_lr   (decay_lr = lr; see SgdCoeffs)
 //   no momentum:    p = p - g * lr
 //   momentum:       m = m * momentum - g * lr;  p = p + m
 //   Nesterov:       m = m * momentum - g * lr;  p = p + (m * momentum - g * lr)
@@ -18,6 +18,7 @@ struct SgdCoeffs {
   T lr;
   T momentum;
   T weight_decay;  // used only when the kernel is instantiated with kDecay
+  T decay_lr;      // the decay's learning rate: lr, or 1 when weight_decay holds wd * lr
 };
 
 enum class SgdMode { kPlain, kMomentum, kNesterov };
@@ -28,11 +29,11 @@ inline namespace PYOPTIM_ISA {
 template <class T, SgdMode kMode, bool kDecay, class P = T>
 inline void sgd_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g, T* PYOPTIM_RESTRICT m,
                       index_t begin, index_t end, const SgdCoeffs<T>& c) {
-  const T lr = c.lr, mu = c.momentum, wd = c.weight_decay;
+  const T lr = c.lr, mu = c.momentum, wd = c.weight_decay, dlr = c.decay_lr;
   PYOPTIM_SIMD_LOOP
   for (index_t i = begin; i < end; ++i) {
     T pi = load<T>(p[i]);
-    if constexpr (kDecay) pi = pi - pi * wd * lr;
+    if constexpr (kDecay) pi = pi - pi * wd * dlr;
     const T gi = load<T>(g[i]);
     if constexpr (kMode == SgdMode::kPlain) {
       pi = pi - gi * lr;

@@ -14,15 +14,15 @@ and saving stay Keras' own code.  What changes is the step's update, one pipelin
    variable gets the bits Keras computes for it;
 3. **one op** per dtype (per device under a strategy with several local devices) that updates
    all the group's variables and slots in place in one parallel pass (see
-   ``_op/pyoptim_tf_ops.cc``); executing eagerly, Keras' decoupled weight decay
-   (``var - var * wd * lr``, honouring ``exclude_from_weight_decay``) runs in the same pass
-   (inside ``tf.function`` it stays Keras' own pass: see ``_apply_weight_decay``).  Inside ``tf.function`` it runs after every gradient
-   of the step is computed, so that no variable is copied before its in-place update
+   ``_op/pyoptim_tf_ops.cc``); Keras' decoupled weight decay (``var - var * wd * lr``,
+   honouring ``exclude_from_weight_decay``; inside ``tf.function`` as Grappler rewrites it)
+   runs in the same pass.  Inside ``tf.function`` the op runs after every gradient of the step
+   is computed, so that no variable is copied before its in-place update
    (:func:`_gradient_barrier`).
 
-Grappler's rewrites of Keras' graph that the op must reproduce are in ``_graph_rmsprop``
-(RMSprop's rsqrt and constant push-down) and :func:`_grappler_may_merge_into` (SGD's
-``gradient * learning_rate`` merged with the gradient's producer).  ``opt.path_counts()``,
+Grappler's rewrites of Keras' graph that the op reproduces are in ``_grappler`` (weight decay's
+scalar product, SGD's ``gradient * learning_rate`` merged with the gradient's producer,
+RMSprop's rsqrt and constant push-down).  ``opt.path_counts()``,
 :func:`pyoptim.keras.kernel_calls` and :func:`pyoptim.keras.op_calls` tell what ran.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ import tensorflow as tf
 from keras import ops
 from tensorflow.python.ops import resource_variable_ops
 
-from . import _graph_rmsprop, _loader
+from . import _grappler, _loader
 from ._reporting import ReportingMixin
 
 _FAST_DTYPES = (tf.float32, tf.float64)
@@ -158,7 +158,7 @@ class _FastPathMixin(ReportingMixin):
     ``_fused_update(op, dtype, handles, grads, learning_rate, decay, scalars)`` that builds the
     op for one dtype group (``handles``: see :meth:`_handle_lists`); they may refine
     ``_scalars()`` (the Python hyperparameters the op takes, converted per dtype as Keras
-    converts them), ``_group_blocker(dtype)`` and ``_decay_fusable(distribution, grad)``."""
+    converts them) and ``_group_blocker(dtype)``."""
 
     def _barrier_member(self, gradient: tf.Tensor) -> bool:
         """Whether ``gradient`` may get a control edge to the barrier (see _gradient_barrier)."""
@@ -173,8 +173,6 @@ class _FastPathMixin(ReportingMixin):
     def _group_blocker(self, dtype: tf.DType) -> Optional[str]:
         return None
 
-    def _decay_fusable(self, distribution: Any, gradient: Any) -> bool:
-        return True
 
     def _fused_update(self, op: Any, dtype: tf.DType, handles: List[List[tf.Tensor]],
                       grads: List[Any], learning_rate: Any, decay: List[bool],
@@ -184,15 +182,11 @@ class _FastPathMixin(ReportingMixin):
     # -- Keras' hooks ---------------------------------------------------------------------
 
     def _apply_weight_decay(self, variables):
-        # Keras decays every variable here, one pass each, before the update.  Executing
-        # eagerly (a custom loop, run_eagerly=True), when the kernels can serve, the decay is
-        # deferred to the update: the same arithmetic, in the op's pass for the variables it
-        # takes, Keras' own decay for the others.  Inside tf.function Keras' decay stays a
-        # separate pass: Grappler rewrites ``var * wd * lr`` there in ways that depend on the
-        # rest of the graph (measured: ``var * (wd * lr)`` in a user's tf.function, the textbook
-        # order in model.fit's step), which the op cannot know while it is being built.
-        if (self.weight_decay is None or not tf.executing_eagerly()
-                or self._fast_path_blocker() is not None):
+        # Keras decays every variable here, one pass each, before the update.  When the kernels
+        # can serve, the decay is deferred to the update: the same arithmetic (inside
+        # tf.function as Grappler rewrites it, see _grappler.decay_scaled), in the op's pass for
+        # the variables it takes, Keras' own decay for the others.
+        if self.weight_decay is None or self._fast_path_blocker() is not None:
             return super()._apply_weight_decay(variables)
         object.__setattr__(self, "_pyoptim_pending_decay", list(variables))
 
@@ -237,7 +231,7 @@ class _FastPathMixin(ReportingMixin):
             return super()._distributed_tf_update_step(distribution, grads_and_vars,
                                                        learning_rate)
         # 1. group
-        plan = self._plan(distribution, grads_and_vars, pending)
+        plan = self._plan(grads_and_vars, pending)
         for _, reason, name in plan.rest:
             self._fallback(reason, name)
         rest = [grads_and_vars[i] for i, _, _ in plan.rest]
@@ -275,7 +269,7 @@ class _FastPathMixin(ReportingMixin):
 
     # -- the pipeline -----------------------------------------------------------------------
 
-    def _plan(self, distribution: Any, grads_and_vars: List[Tuple[Any, Any]],
+    def _plan(self, grads_and_vars: List[Tuple[Any, Any]],
               pending: Optional[List[Any]]) -> _Plan:
         """The step's grouping: by dtype, the pairs the op takes (and which of them it decays),
         the others with the reason, and the variables whose pending decay Keras runs.
@@ -314,13 +308,9 @@ class _FastPathMixin(ReportingMixin):
         for dtype, indices in by_dtype.items():
             decay = []
             for i in indices:
-                grad, var = grads_and_vars[i]
-                wanted = self._var_key(var) in decay_keys
-                fused = (wanted and bool(self._use_weight_decay(var))
-                         and self._decay_fusable(distribution, grad))
-                decay.append(fused)
-                if wanted and not fused:
-                    keras_decay.append(i)  # Keras' own decay (excluded or not fusable)
+                var = grads_and_vars[i][1]
+                # exclude_from_weight_decay: neither the op nor Keras decays the variable
+                decay.append(self._var_key(var) in decay_keys and bool(self._use_weight_decay(var)))
             variables = [grads_and_vars[i][1] for i in indices]
             groups.append(_Group(dtype, indices, decay,
                                  self._handle_lists(variables) if cacheable else None))
@@ -423,34 +413,17 @@ class _FastPathMixin(ReportingMixin):
 
     def _weight_decay_operands(self, dtype: tf.DType, learning_rate: Any, decay: List[bool]
                                ) -> Tuple[tf.Tensor, tf.Tensor]:
-        """``(lr, wd)`` as Keras' ``_apply_weight_decay`` casts them (zero wd when unused)."""
+        """``(decay_lr, wd)`` for the kernels' decay ``p - p * wd * decay_lr``: ``lr`` and
+        ``wd`` as Keras' ``_apply_weight_decay`` casts them (zero wd when unused); where Grappler
+        computes Keras' decay as ``p - p * (wd * lr)`` (:func:`_grappler.decay_scaled`),
+        ``(1, wd * lr)``: the same bits, since ``x * 1 == x``."""
         lr = tf.cast(learning_rate, dtype)
-        wd = tf.cast(self.weight_decay, dtype) if any(decay) else _constant(0.0, dtype)
+        if not any(decay):
+            return lr, _constant(0.0, dtype)
+        wd = tf.cast(self.weight_decay, dtype)
+        if _grappler.decay_scaled():
+            return _constant(1.0, dtype), wd * lr
         return lr, wd
-
-
-# Ops Grappler removes or sees through, and producers it can merge with a following Mul.
-_TRANSPARENT_OPS = {"Identity", "IdentityN", "Snapshot", "StopGradient", "Reshape", "Squeeze",
-                    "ExpandDims", "Cast"}
-_MERGEABLE_OPS = {"Mul", "MulNoNan", "RealDiv", "Div", "DivNoNan", "Xdivy", "Neg", "Reciprocal",
-                  "Inv", "Square"}
-
-
-def _grappler_may_merge_into(gradient: Any) -> bool:
-    """True when ``gradient`` is a graph tensor computed (through ops Grappler removes) by an op
-    that Grappler can fold into a following ``gradient * learning_rate``; False in eager mode."""
-    if tf.executing_eagerly():
-        return False
-    tensor = gradient
-    for _ in range(32):
-        op = getattr(tensor, "op", None)
-        if op is None:
-            return False
-        if op.type not in _TRANSPARENT_OPS:
-            return op.type in _MERGEABLE_OPS
-        index = tensor.value_index if op.type == "IdentityN" else 0
-        tensor = op.inputs[index]
-    return True  # a long chain: be safe
 
 
 def _cast(x: Any, dtype: tf.DType) -> Any:
@@ -483,15 +456,10 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
         # A control edge would give the gradient's producer a second consumer, and Grappler
         # then no longer merges it with the ``gradient * learning_rate`` below as it does in
         # Keras' graph (see _fused_update): such gradients stay out of the barrier.
-        return not _grappler_may_merge_into(gradient)
+        return not _grappler.may_merge_into(gradient)
 
     def _slots(self, variable):
         return [self.momentums[self._get_variable_index(variable)]] if self.momentum != 0 else []
-
-    def _decay_fusable(self, distribution, gradient):
-        # The op takes such a gradient pre-multiplied by lr (unit_lr) and so has no lr to decay.
-        return not any(_grappler_may_merge_into(t)
-                       for t in distribution.experimental_local_results(gradient))
 
     def _fused_update(self, op, dtype, handles, grads, learning_rate, decay, scalars):
         slots = handles[1] if self.momentum != 0 else []
@@ -506,14 +474,14 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
             # or Div by a constant (loss scaling, accumulation: rewritten as a Mul first), which
             # rounds differently.  Build that same Mul node here, so that Grappler rewrites it
             # the same way, and let the kernel use lr = 1 for it (x * 1 == x exactly).
-            merge = _grappler_may_merge_into(gradient)
+            merge = _grappler.may_merge_into(gradient)
             unit_lr.append(merge)
             cast_grads.append(ops.multiply(gradient, lr) if merge else gradient)
-        _, wd = self._weight_decay_operands(dtype, learning_rate, decay)
+        decay_lr, wd = self._weight_decay_operands(dtype, learning_rate, decay)
         return op.pyoptim_apply_sgd(var=handles[0], momentum_buffer=slots,
                                     learning_rate=lr, momentum=momentum, weight_decay=wd,
-                                    grad=cast_grads, nesterov=bool(self.nesterov), decay=decay,
-                                    unit_lr=unit_lr)
+                                    decay_learning_rate=decay_lr, grad=cast_grads,
+                                    nesterov=bool(self.nesterov), decay=decay, unit_lr=unit_lr)
 
 
 @keras.saving.register_keras_serializable(package="pyoptim")
@@ -522,7 +490,7 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
     bits).
 
     Per element, scalars in the variable's dtype (epsilon inside the square root, as Keras; after
-    Keras' decoupled weight decay, in the same pass, outside ``tf.function``)::
+    Keras' decoupled weight decay ``p = p - p * wd * lr``, in the same pass)::
 
         v = rho * v + (1 - rho) * g^2
         centered:  a = rho * a + (1 - rho) * g;  d = (v - a^2) + eps;  else d = v + eps
@@ -543,7 +511,7 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
 
     def _rewrites(self) -> Optional[Tuple[bool, bool]]:
         # Inside tf.function Grappler rewrites Keras' expression; the op reproduces it.
-        return _graph_rmsprop.rewrites(bool(self.centered))
+        return _grappler.rewrites(bool(self.centered))
 
     def _group_blocker(self, dtype):
         rewrites = self._rewrites()
@@ -551,29 +519,26 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
             return ("centered RMSprop in a user's tf.function: Keras' graph arithmetic depends on "
                     "whether that function returns a value, unknown while tracing")
         rsqrt_mul, epsilon_first = rewrites
-        if not (rsqrt_mul or epsilon_first) or _graph_rmsprop.in_self_test():
+        if not (rsqrt_mul or epsilon_first) or _grappler.in_self_test():
             return None
-        if _graph_rmsprop.verified(dtype.name, bool(self.centered), rsqrt_mul, epsilon_first):
+        if _grappler.verified(dtype.name, bool(self.centered), rsqrt_mul, epsilon_first):
             return None
         return ("the op could not reproduce keras.optimizers.RMSprop's graph-mode arithmetic "
                 "(Grappler's rsqrt rewrite) with this TensorFlow on this CPU")
-
-    def _decay_fusable(self, distribution, gradient):
-        # Keras' decay is a separate assignment; the op's graph-mode arithmetic takes none.
-        return self._rewrites() == (False, False)
 
     def _fused_update(self, op, dtype, handles, grads, learning_rate, decay, scalars):
         has_momentum, centered = self.momentum > 0, bool(self.centered)
         rsqrt_mul, epsilon_first = self._rewrites() or (False, False)
         rho, one_minus_rho, epsilon, momentum = scalars
-        _, wd = self._weight_decay_operands(dtype, learning_rate, decay)
-        lr = ops.cast(learning_rate, dtype)  # the update's and the decay's (the same value)
+        decay_lr, wd = self._weight_decay_operands(dtype, learning_rate, decay)
+        lr = ops.cast(learning_rate, dtype)
         return op.pyoptim_apply_rmsprop(
             var=handles[0], velocity=handles[1],
             momentum_buffer=handles[2] if has_momentum else [],
             average_grad=handles[-1] if centered else [],
             learning_rate=lr, rho=rho, one_minus_rho=one_minus_rho, epsilon=epsilon,
-            momentum=momentum, weight_decay=wd, grad=[_cast(g, dtype) for g in grads],
+            momentum=momentum, weight_decay=wd, decay_learning_rate=decay_lr,
+            grad=[_cast(g, dtype) for g in grads],
             rsqrt_mul=rsqrt_mul, epsilon_first=epsilon_first, decay=decay)
 
 

@@ -117,7 +117,7 @@ void all_variants(const char* type,
   const T lr = static_cast<T>(0.01), wd = static_cast<T>(0.004);
   for (int decay = 0; decay < 2; ++decay) {
     for (int mode = 0; mode < 3; ++mode) {
-      const pyoptim::SgdCoeffs<T> c{lr, static_cast<T>(0.9), wd};
+      const pyoptim::SgdCoeffs<T> c{lr, static_cast<T>(0.9), wd, lr};
       auto step = [&](const Segment& s, int t) {
         sgd(&s, 1, t, c, static_cast<pyoptim::SgdMode>(mode), decay != 0);
       };
@@ -128,7 +128,7 @@ void all_variants(const char* type,
     for (int variant = 0; variant < 4; ++variant) {
       const bool centered = variant & 1, momentum = variant & 2;
       const pyoptim::RmspropCoeffs<T> c{lr, static_cast<T>(0.9), static_cast<T>(1.0 - 0.9),
-                                        static_cast<T>(1e-7), static_cast<T>(0.5), wd};
+                                        static_cast<T>(1e-7), static_cast<T>(0.5), wd, lr};
       auto step = [&](const Segment& s, int t) { rms(&s, 1, t, c, centered, momentum, decay != 0); };
       const auto one = run<T, P>(23 + variant, 1, step), two = run<T, P>(23 + variant, 2, step);
       std::printf("%s rmsprop centered=%d momentum=%d decay=%d %s%s\n", type, centered,

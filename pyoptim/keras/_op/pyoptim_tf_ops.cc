@@ -101,6 +101,7 @@ REGISTER_OP("PyoptimApplySgd")
     .Input("learning_rate: T")
     .Input("momentum: T")
     .Input("weight_decay: T")
+    .Input("decay_learning_rate: T")
     .Input("grad: N * T")
     .Attr("T: {float, double}")
     .Attr("N: int >= 1")
@@ -112,11 +113,12 @@ REGISTER_OP("PyoptimApplySgd")
     .SetShapeFn([](InferenceContext* c) {
       int first;
       TF_RETURN_IF_ERROR(ResourceCount(c, 1, {"num_momentum"}, &first));
-      return ScalarInputs(c, first, 3);
+      return ScalarInputs(c, first, 4);
     })
     .Doc(R"doc(
-In place, for each of the N variables, as keras.optimizers.SGD.update_step (after Keras' weight
-decay when decay[i]):
+In place, for each of the N variables, as keras.optimizers.SGD.update_step, after Keras'
+weight decay var = var - var * weight_decay * decay_learning_rate when decay[i]
+(decay_learning_rate is lr, or 1 when weight_decay holds Grappler's wd * lr):
   no momentum:  var = var - grad * lr
   momentum:     m = m * momentum - grad * lr;  var = var + m
   Nesterov:     m as above;  var = var + (m * momentum - grad * lr)
@@ -134,6 +136,7 @@ REGISTER_OP("PyoptimApplyRmsprop")
     .Input("epsilon: T")
     .Input("momentum: T")
     .Input("weight_decay: T")
+    .Input("decay_learning_rate: T")
     .Input("grad: N * T")
     .Attr("T: {float, double}")
     .Attr("N: int >= 1")
@@ -146,16 +149,17 @@ REGISTER_OP("PyoptimApplyRmsprop")
     .SetShapeFn([](InferenceContext* c) {
       int first;
       TF_RETURN_IF_ERROR(ResourceCount(c, 2, {"num_momentum", "num_centered"}, &first));
-      return ScalarInputs(c, first, 6);
+      return ScalarInputs(c, first, 7);
     })
     .Doc(R"doc(
 In place, for each of the N variables, as keras.optimizers.RMSprop.update_step (epsilon inside
-the square root; after Keras' weight decay when decay[i]):
+the square root), after Keras' weight decay var = var - var * weight_decay * decay_learning_rate
+when decay[i] (decay_learning_rate is learning_rate, or 1 when weight_decay holds wd * lr):
   v = rho * v + (1 - rho) * grad^2
   centered: a = rho * a + (1 - rho) * grad;  d = (v - a^2) + epsilon;  else d = v + epsilon
   inc = (learning_rate * grad) / sqrt(d)
   momentum: mom = momentum * mom + inc;  var = var - mom;  else var = var - inc
-As Keras' graph-mode arithmetic after Grappler (see rmsprop_graph.hpp; no decay then):
+As Keras' graph-mode arithmetic after Grappler (see rmsprop_graph.hpp):
   rsqrt_mul:     inc = (learning_rate * grad) * rsqrt(d), rsqrt as TensorFlow's Rsqrt kernel
   epsilon_first: centered d = (epsilon - a^2) + v
 )doc");
@@ -439,10 +443,6 @@ class ApplySgdOp : public OpKernel {
     OP_REQUIRES_OK(c, c->GetAttr("nesterov", &nesterov_));
     OP_REQUIRES_OK(c, ReadFlags(c, "decay", n_, &decay_));
     OP_REQUIRES_OK(c, ReadFlags(c, "unit_lr", n_, &unit_lr_));
-    for (int k = 0; k < n_; ++k) {
-      OP_REQUIRES(c, !(decay_[k] && unit_lr_[k]),
-                  absl::InvalidArgumentError("pyoptim: decay needs the learning rate (unit_lr)"));
-    }
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -452,11 +452,12 @@ class ApplySgdOp : public OpKernel {
     pyoptim::SgdCoeffs<T> c{};
     OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, nres, {{"learning_rate", &c.lr},
                                                    {"momentum", &c.momentum},
-                                                   {"weight_decay", &c.weight_decay}}));
+                                                   {"weight_decay", &c.weight_decay},
+                                                   {"decay_learning_rate", &c.decay_lr}}));
     std::vector<const T*> g;
     std::vector<index_t> sizes;
-    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 3, n_, nres / n_, &g, &sizes));
-    pyoptim::SgdCoeffs<T> unit = c;
+    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 4, n_, nres / n_, &g, &sizes));
+    pyoptim::SgdCoeffs<T> unit = c;  // the update's lr is 1, the decay's stays
     unit.lr = T(1);
     if (num_momentum_ == 0) {
       Run<pyoptim::SgdMode::kPlain>(ctx, vars, g, sizes, c, unit);
@@ -476,10 +477,11 @@ class ApplySgdOp : public OpKernel {
     RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
       T* p = vars.data(k);
       T* m = num_momentum_ ? vars.data(n_ + k) : nullptr;
+      const pyoptim::SgdCoeffs<T>& ck = unit_lr_[k] ? unit : c;
       if (decay_[k]) {
-        pyoptim::sgd_range<T, kMode, true>(p, g[k], m, b, e, c);
+        pyoptim::sgd_range<T, kMode, true>(p, g[k], m, b, e, ck);
       } else {
-        pyoptim::sgd_range<T, kMode, false>(p, g[k], m, b, e, unit_lr_[k] ? unit : c);
+        pyoptim::sgd_range<T, kMode, false>(p, g[k], m, b, e, ck);
       }
     });
   }
@@ -500,10 +502,6 @@ class ApplyRmspropOp : public OpKernel {
     OP_REQUIRES_OK(c, c->GetAttr("rsqrt_mul", &rsqrt_mul_));
     OP_REQUIRES_OK(c, c->GetAttr("epsilon_first", &epsilon_first_));
     OP_REQUIRES_OK(c, ReadFlags(c, "decay", n_, &decay_));
-    const bool any_decay = std::find(decay_.begin(), decay_.end(), true) != decay_.end();
-    OP_REQUIRES(c, !(any_decay && (rsqrt_mul_ || epsilon_first_)),
-                absl::InvalidArgumentError(
-                    "pyoptim: RMSprop's graph-mode arithmetic takes no fused weight decay"));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -516,10 +514,11 @@ class ApplyRmspropOp : public OpKernel {
                                                    {"one_minus_rho", &c.one_minus_rho},
                                                    {"epsilon", &c.epsilon},
                                                    {"momentum", &c.momentum},
-                                                   {"weight_decay", &c.weight_decay}}));
+                                                   {"weight_decay", &c.weight_decay},
+                                                   {"decay_learning_rate", &c.decay_lr}}));
     std::vector<const T*> g;
     std::vector<index_t> sizes;
-    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, nres / n_, &g, &sizes));
+    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 7, n_, nres / n_, &g, &sizes));
     if (rsqrt_mul_ && std::is_same<T, float>::value && !::pyoptim_graph::kHaveTfRsqrtEmulation) {
       ctx->CtxFailure(absl::UnimplementedError(
           "pyoptim: TensorFlow's float32 Rsqrt is emulated on x86-64 only"));
@@ -575,8 +574,13 @@ class ApplyRmspropOp : public OpKernel {
     RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
       T *p, *v, *mom, *avg;
       Slots(vars, k, &p, &v, &mom, &avg);
-      ::pyoptim_graph::rmsprop_graph_range<T, kC, kM, kRsqrt, kEpsFirst>(p, g[k], v, mom, avg, b,
-                                                                          e, sizes[k], c);
+      if (decay_[k]) {
+        ::pyoptim_graph::rmsprop_graph_range<T, kC, kM, kRsqrt, kEpsFirst, true>(
+            p, g[k], v, mom, avg, b, e, sizes[k], c);
+      } else {
+        ::pyoptim_graph::rmsprop_graph_range<T, kC, kM, kRsqrt, kEpsFirst, false>(
+            p, g[k], v, mom, avg, b, e, sizes[k], c);
+      }
     });
   }
 

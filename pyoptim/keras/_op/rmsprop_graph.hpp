@@ -48,7 +48,7 @@ __attribute__((target("avx"))) inline __m256 tf_rsqrt8(const __m256 a) {
 
 // Elements [i, i + 8) in float32 with TensorFlow's packet Rsqrt: the same operations, in the
 // same order, as graph_denominator / graph_apply below, 8 lanes at a time.
-template <bool kCentered, bool kMomentum, bool kEpsFirst>
+template <bool kCentered, bool kMomentum, bool kEpsFirst, bool kDecay>
 __attribute__((target("avx"))) inline void rmsprop_graph_avx8(
     float* p, const float* g, float* v, float* mom, float* avg, index_t i,
     const pyoptim::RmspropCoeffs<float>& c) {
@@ -73,13 +73,18 @@ __attribute__((target("avx"))) inline void rmsprop_graph_avx8(
     d = _mm256_add_ps(vi, eps);
   }
   const __m256 inc = _mm256_mul_ps(_mm256_mul_ps(lr, gi), tf_rsqrt8(d));
+  __m256 pi = _mm256_loadu_ps(p + i);
+  if constexpr (kDecay) {  // Keras' decay, before the update: p - p * wd * decay_lr
+    pi = _mm256_sub_ps(pi, _mm256_mul_ps(_mm256_mul_ps(pi, _mm256_set1_ps(c.weight_decay)),
+                                         _mm256_set1_ps(c.decay_lr)));
+  }
   if constexpr (kMomentum) {
     const __m256 mi = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(c.momentum),
                                                   _mm256_loadu_ps(mom + i)), inc);
     _mm256_storeu_ps(mom + i, mi);
-    _mm256_storeu_ps(p + i, _mm256_sub_ps(_mm256_loadu_ps(p + i), mi));
+    _mm256_storeu_ps(p + i, _mm256_sub_ps(pi, mi));
   } else {
-    _mm256_storeu_ps(p + i, _mm256_sub_ps(_mm256_loadu_ps(p + i), inc));
+    _mm256_storeu_ps(p + i, _mm256_sub_ps(pi, inc));
   }
 }
 #endif
@@ -105,22 +110,24 @@ inline T graph_denominator(const T gi, T* v, T* avg, index_t i, const pyoptim::R
   }
 }
 
-// The element-wise part after it: momentum and parameter.
-template <class T, bool kMomentum>
+// The element-wise part after it: momentum and parameter (after Keras' decay when kDecay).
+template <class T, bool kMomentum, bool kDecay>
 inline void graph_apply(T* p, T* mom, index_t i, const T inc, const pyoptim::RmspropCoeffs<T>& c) {
+  T pi = p[i];
+  if constexpr (kDecay) pi = pi - pi * c.weight_decay * c.decay_lr;
   if constexpr (kMomentum) {
     const T mi = c.momentum * mom[i] + inc;
     mom[i] = mi;
-    p[i] = p[i] - mi;
+    p[i] = pi - mi;
   } else {
-    p[i] = p[i] - inc;
+    p[i] = pi - inc;
   }
 }
 
 // Updates [begin, end) of a tensor of n elements.  begin must be a multiple of 8 (the op's
 // blocks start at multiples of 16), so groups of 8 line up with TensorFlow's packets.
 // kRsqrt: (lr * g) * rsqrt(d) as TensorFlow computes Rsqrt; else (lr * g) / sqrt(d).
-template <class T, bool kCentered, bool kMomentum, bool kRsqrt, bool kEpsFirst>
+template <class T, bool kCentered, bool kMomentum, bool kRsqrt, bool kEpsFirst, bool kDecay>
 inline void rmsprop_graph_range(T* p, const T* g, T* v, T* mom, T* avg, index_t begin,
                                 index_t end, index_t n, const pyoptim::RmspropCoeffs<T>& c) {
   index_t i = begin;
@@ -128,7 +135,7 @@ inline void rmsprop_graph_range(T* p, const T* g, T* v, T* mom, T* avg, index_t 
   if constexpr (kRsqrt && std::is_same<T, float>::value) {
     const index_t packet_end = std::min<index_t>(end, n - n % 8);
     for (; i + 8 <= packet_end; i += 8) {
-      rmsprop_graph_avx8<kCentered, kMomentum, kEpsFirst>(p, g, v, mom, avg, i, c);
+      rmsprop_graph_avx8<kCentered, kMomentum, kEpsFirst, kDecay>(p, g, v, mom, avg, i, c);
     }
   }
 #endif
@@ -142,7 +149,7 @@ inline void rmsprop_graph_range(T* p, const T* g, T* v, T* mom, T* avg, index_t 
     } else {
       inc = (c.lr * gj) / std::sqrt(d);
     }
-    graph_apply<T, kMomentum>(p, mom, j, inc, c);
+    graph_apply<T, kMomentum, kDecay>(p, mom, j, inc, c);
   }
 }
 

@@ -1,26 +1,40 @@
-"""Which arithmetic keras.optimizers.RMSprop has inside a ``tf.function``, and a check that the op
-reproduces it on this machine.
+"""TensorFlow's graph optimiser (Grappler) rewrites keras.optimizers' update inside a
+``tf.function`` before it runs; the op must give the rewritten graph's bits.  Every rewrite the
+op reproduces is here, with why (measured with TensorFlow 2.21; executing eagerly nothing is
+rewritten and the op computes Keras' textbook formulas):
 
-Inside a ``tf.function`` TensorFlow's graph optimiser (Grappler) rewrites Keras' RMSprop update
-before it runs (measured with TensorFlow 2.21; see ``_op/rmsprop_graph.hpp``):
+1. **Weight decay, MinimizeBroadcasts** (arithmetic optimiser, :func:`decay_scaled`): Keras'
+   decoupled decay ``var - var * wd * lr`` multiplies a tensor by two scalars; Grappler
+   reorders the product so that the scalars meet first, ``var - var * (wd * lr)``.  The op
+   then takes ``wd * lr`` (computed by the same scalar Mul) as its decay factor and 1 as the
+   decay's learning rate (``x * 1 == x``).
+2. **SGD's ``gradient * learning_rate``** (arithmetic optimiser, :func:`may_merge_into`):
+   when the gradient's producer is a Mul (``g * scale`` from ``global_clipnorm``) or a Div by
+   a constant (loss scaling, accumulation), Grappler merges the two into one Mul with a scalar
+   product, which rounds differently; the op then receives Keras' own Mul node (so Grappler
+   rewrites it the same way) and a unit learning rate.
+3. **RMSprop** (:func:`rewrites`, :func:`verified`):
 
-* arithmetic optimisation: ``(lr * g) / sqrt(d)``  ->  ``(lr * g) * rsqrt(d)``;
-* constant folding (centered only): ``(v - a^2) + eps``  ->  ``(eps - a^2) + v``, but only in a
-  function that returns something (model.fit's train step does; a user's ``tf.function`` may
-  not, and that is unknown while it is being traced, so centered RMSprop in a user's
-  ``tf.function`` runs Keras' code).
+   * arithmetic optimisation: ``(lr * g) / sqrt(d)``  ->  ``(lr * g) * rsqrt(d)``;
+   * constant folding (centered only): ``(v - a^2) + eps``  ->  ``(eps - a^2) + v``, but only in
+     a function that returns something (model.fit's train step does; a user's ``tf.function``
+     may not, and that is unknown while it is being traced, so centered RMSprop in a user's
+     ``tf.function`` runs Keras' code).
 
-Eager Keras (``run_eagerly=True``) computes the textbook formula, which the shared kernel does.
-The op takes both rewrites as attributes (``rsqrt_mul``, ``epsilon_first``).  Because they depend
-on TensorFlow's build (its Rsqrt is an approximation refined by a Newton step) and version, the
-first graph-mode use of each variant runs a few steps of ``keras.optimizers.RMSprop`` and of
-``pyoptim.keras.RMSprop`` in ``tf.function`` on a 1003-element variable and compares the bits; if
-they differ, graph-mode RMSprop runs Keras' own code.
+   The op takes both rewrites as attributes (``rsqrt_mul``, ``epsilon_first``; see
+   ``_op/rmsprop_graph.hpp``).  Because they depend on TensorFlow's build (its Rsqrt is an
+   approximation refined by a Newton step) and version, the first graph-mode use of each
+   variant runs a few steps of ``keras.optimizers.RMSprop`` and of ``pyoptim.keras.RMSprop`` in
+   ``tf.function`` on a 1003-element variable and compares the bits; if they differ,
+   graph-mode RMSprop runs Keras' own code.
+
+A user who switches a pass off (``tf.config.optimizer.set_experimental_options``) gets the
+unrewritten arithmetic, and so does the op.
 """
 from __future__ import annotations
 
 import threading
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -42,6 +56,51 @@ def _in_keras_step_function() -> bool:
         graph = getattr(graph, "outer_graph", None)
     return False
 
+
+def _arithmetic_optimizer_on() -> bool:
+    options = tf.config.optimizer.get_experimental_options()
+    return (not options.get("disable_meta_optimizer", False)
+            and bool(options.get("arithmetic_optimization", True)))
+
+
+# -- 1. weight decay --------------------------------------------------------------------------
+
+def decay_scaled() -> bool:
+    """True when Keras' decay in the graph being built now runs as ``var - var * (wd * lr)``
+    (Grappler's MinimizeBroadcasts stage; measured in model.fit, in users' ``tf.function``s
+    with and without a return value, under ``tf.control_dependencies``, with gradient
+    accumulation's ``cond``, under MirroredStrategy); False executing eagerly or with the
+    arithmetic optimiser off, where it is ``var - (var * wd) * lr``."""
+    return not tf.executing_eagerly() and _arithmetic_optimizer_on()
+
+
+# -- 2. SGD's gradient * learning_rate ----------------------------------------------------------
+
+# Ops Grappler removes or sees through, and producers it can merge with a following Mul.
+_TRANSPARENT_OPS = {"Identity", "IdentityN", "Snapshot", "StopGradient", "Reshape", "Squeeze",
+                    "ExpandDims", "Cast"}
+_MERGEABLE_OPS = {"Mul", "MulNoNan", "RealDiv", "Div", "DivNoNan", "Xdivy", "Neg", "Reciprocal",
+                  "Inv", "Square"}
+
+
+def may_merge_into(gradient: Any) -> bool:
+    """True when ``gradient`` is a graph tensor computed (through ops Grappler removes) by an op
+    that Grappler can fold into a following ``gradient * learning_rate``; False in eager mode."""
+    if tf.executing_eagerly():
+        return False
+    tensor = gradient
+    for _ in range(32):
+        op = getattr(tensor, "op", None)
+        if op is None:
+            return False
+        if op.type not in _TRANSPARENT_OPS:
+            return op.type in _MERGEABLE_OPS
+        index = tensor.value_index if op.type == "IdentityN" else 0
+        tensor = op.inputs[index]
+    return True  # a long chain: be safe
+
+
+# -- 3. RMSprop -----------------------------------------------------------------------------------
 
 def rewrites(centered: bool) -> Optional[Tuple[bool, bool]]:
     """``(rsqrt_mul, epsilon_first)`` Grappler applies to Keras' RMSprop in the graph being built
