@@ -158,17 +158,38 @@ def keras_classes(module: Any) -> Dict[str, Any]:
     return {k: getattr(module, v) for k, v in CLASS_NAMES.items() if hasattr(module, v)}
 
 
-def _no_update(self: Any, *args: Any) -> None:
-    return None
+class _NoUpdate:
+    """Mixed into a keras.optimizers class: the step computes everything an update needs (the
+    gradients, Keras' all-reduce and iteration count) and updates nothing.  One element of
+    every gradient feeds a scalar counter, so that TensorFlow computes each gradient in full
+    (measured: with only a control dependency on the gradients, the heavy model's step drops
+    from about 17 ms to 5 ms, the big kernels' gradients left out)."""
+
+    def build(self, variables: Any) -> None:
+        super().build(variables)  # type: ignore[misc]
+        self._floor_touch = self.add_variable((), dtype="int64", initializer="zeros",  # type: ignore[attr-defined]
+                                              name="floor_touch")
+
+    def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
+        return None
+
+    def _apply_weight_decay(self, variables: Any) -> None:
+        return None
+
+    def _backend_update_step(self, grads: Any, trainable_variables: Any, learning_rate: Any) -> None:
+        tf = _TF["tf"]
+        super()._backend_update_step(grads, trainable_variables, learning_rate)  # type: ignore[misc]
+        firsts = [tf.reduce_sum(tf.cast(tf.reshape(getattr(g, "values", g), [-1])[:1], "float32"))
+                  for g in grads if g is not None]
+        self._floor_touch.assign_add(tf.cast(tf.math.is_nan(tf.add_n(firsts)), "int64"))
 
 
 def no_update_classes(module: Any) -> Dict[str, Any]:
-    """``module``'s optimizer classes (keras.optimizers) whose step updates nothing: no
-    ``update_step``, no weight decay; Keras' ``apply`` (gradient all-reduce, iteration count)
-    still runs.  A ``model.fit`` step with one of them is the floor under any optimizer on that
-    model: Keras' step time over it is the most that any faster update could gain."""
-    return {k: type(f"NoUpdate{cls.__name__}", (cls,),
-                    {"update_step": _no_update, "_apply_weight_decay": _no_update})
+    """``module``'s optimizer classes (keras.optimizers) whose step updates nothing
+    (:class:`_NoUpdate`).  A ``model.fit`` step with one of them is the floor under any
+    optimizer on that model (forward, backward, Keras' apply bookkeeping): Keras' step time
+    over it is the most that any faster update could gain."""
+    return {k: type(f"NoUpdate{cls.__name__}", (_NoUpdate, cls), {})
             for k, cls in keras_classes(module).items()}
 
 

@@ -95,9 +95,9 @@ def _operand(value: Any, dtype: tf.DType) -> Optional[tf.Tensor]:
 
 def _gradient_barrier(distribution: Any, grads: List[Any],
                       member: Callable[[tf.Tensor], bool]) -> Optional[tf.Operation]:
-    """Inside a graph (``tf.function``): one NoOp that runs once every dense gradient in
-    ``grads`` (each replica's, under a distribution strategy) for which ``member`` is true
-    has been computed; None in eager mode or for fewer than two gradients.
+    """Inside a graph (``tf.function``): one NoOp that runs once every gradient in ``grads``
+    (each replica's, under a distribution strategy; a ``tf.IndexedSlices``' values) for which
+    ``member`` is true has been computed; None in eager mode or for fewer than two gradients.
 
     Why: the kernels update a variable in place, and TensorFlow first copies the variable's
     buffer (copy-on-write, a whole extra pass plus fresh pages) when a tensor read from it is
@@ -108,8 +108,10 @@ def _gradient_barrier(distribution: Any, grads: List[Any],
     avoids the copy; the arithmetic is unchanged."""
     if tf.executing_eagerly():
         return None
+    # An Embedding's sparse gradient counts too: computing its values (the gradient of the
+    # Embedding's output) reads the next layer's kernel.
     producers = {id(op): op for g in grads if g is not None
-                 for t in distribution.experimental_local_results(g)
+                 for t in (getattr(x, "values", x) for x in distribution.experimental_local_results(g))
                  if tf.is_symbolic_tensor(t) and member(t)
                  for op in [_producer(t)]}
     if len(producers) < 2:
@@ -172,7 +174,6 @@ class _FastPathMixin(ReportingMixin):
 
     def _group_blocker(self, dtype: tf.DType) -> Optional[str]:
         return None
-
 
     def _fused_update(self, op: Any, dtype: tf.DType, handles: List[List[tf.Tensor]],
                       grads: List[Any], learning_rate: Any, decay: List[bool],
