@@ -212,8 +212,11 @@ out["rmsprop_checks"] = [list(k) + [v] for k, v in _grappler.last_results().item
 print(json.dumps(out))
 """
 
-# test_keras' variants, and Adam with weight decay (Keras' own pass before the kernel).
-_VARIANTS = VARIANTS + [("Adam", {"learning_rate": 0.01, "weight_decay": 0.05})]
+# test_keras' variants, and weight decay (in the kernel's pass; inside tf.function as Grappler
+# rewrites it, which for RMSprop meets the emulated Rsqrt of each instruction set).
+_VARIANTS = VARIANTS + [("Adam", {"learning_rate": 0.01, "weight_decay": 0.05}),
+                        ("RMSprop", {"momentum": 0.5, "weight_decay": 0.05}),
+                        ("SGD", {"momentum": 0.9, "weight_decay": 0.05})]
 # Every variant in graph mode (model.fit's tf.function, Grappler's rewrites) and eagerly, on a
 # hidden layer of 21 units (210 + 21 + 63 + 3 elements: tails for every vector width); float64
 # in graph mode; and a 10 x 4099 layer (parallel blocks on TensorFlow's pool) in float32.

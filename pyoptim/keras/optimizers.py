@@ -94,30 +94,29 @@ def _operand(value: Any, dtype: tf.DType) -> Optional[tf.Tensor]:
 
 
 def _gradient_barrier(distribution: Any, grads: List[Any],
-                      member: Callable[[tf.Tensor], bool]) -> Optional[tf.Operation]:
-    """Inside a graph (``tf.function``): one NoOp that runs once every gradient in ``grads``
-    (each replica's, under a distribution strategy; a ``tf.IndexedSlices``' values) for which
-    ``member`` is true has been computed; None in eager mode or for fewer than two gradients.
+                      member: Callable[[tf.Tensor], bool]) -> List[tf.Operation]:
+    """Inside a graph (``tf.function``): the ops that compute the gradients in ``grads`` (each
+    replica's, under a distribution strategy; a ``tf.IndexedSlices``' values) for which
+    ``member`` is true, for an op to wait for; none in eager mode.
 
     Why: the kernels update a variable in place, and TensorFlow first copies the variable's
     buffer (copy-on-write, a whole extra pass plus fresh pages) when a tensor read from it is
-    still held by an op that has not finished.  In a training step that op is typically the
-    backward matmul that multiplies the next layer's gradient by this layer's kernel: without
-    an order it runs alongside the update as soon as the kernel's own gradient is ready.
-    Updating after every gradient is computed (the backward pass has then released the reads)
-    avoids the copy; the arithmetic is unchanged."""
+    still held by an op that has not finished.  In a training step that op is a backward matmul
+    that multiplies a layer's output gradient by this layer's kernel, to compute the gradient
+    of the layers below.  The step's op takes the gradients of its own variables as inputs, so
+    it starts after those; the other gradients of the step (an Embedding's sparse gradient, a
+    variable that runs Keras' update, another dtype's group) are given here: without them, the
+    first Dense layer after an Embedding was copied in every step.  Only those: a control edge
+    on a gradient that the op takes anyway orders nothing and can keep Grappler from fusing
+    the gradient's producer with its consumers (measured: the transformer zoo model's step
+    about 10% slower with every gradient in the barrier)."""
     if tf.executing_eagerly():
-        return None
-    # An Embedding's sparse gradient counts too: computing its values (the gradient of the
-    # Embedding's output) reads the next layer's kernel.
+        return []
     producers = {id(op): op for g in grads if g is not None
                  for t in (getattr(x, "values", x) for x in distribution.experimental_local_results(g))
                  if tf.is_symbolic_tensor(t) and member(t)
                  for op in [_producer(t)]}
-    if len(producers) < 2:
-        return None
-    with tf.control_dependencies(list(producers.values())):
-        return tf.no_op(name="pyoptim_after_all_gradients")
+    return list(producers.values())
 
 
 def _producer(tensor: tf.Tensor) -> tf.Operation:
@@ -255,15 +254,17 @@ class _FastPathMixin(ReportingMixin):
         if keras_decay:
             super()._apply_weight_decay(keras_decay)
         # 3. one op per group, after every gradient of the step is computed (graph mode)
-        barrier = _gradient_barrier(distribution, [g for g, _ in grads_and_vars],
-                                    self._barrier_member)
         previous = self.__dict__.get("_pyoptim_barrier")
-        object.__setattr__(self, "_pyoptim_barrier", barrier)  # bookkeeping, not tracked state
         try:
             for group, scalars in runs:
+                mine = set(group.indices)
+                others = [g for i, (g, _) in enumerate(grads_and_vars) if i not in mine]
+                object.__setattr__(self, "_pyoptim_barrier",  # bookkeeping, not tracked state
+                                   _gradient_barrier(distribution, others, self._barrier_member))
                 self._run_group(distribution, group, [grads_and_vars[i] for i in group.indices],
                                 learning_rate, scalars)
             if rest:
+                object.__setattr__(self, "_pyoptim_barrier", previous)
                 super()._distributed_tf_update_step(distribution, rest, learning_rate)
         finally:
             object.__setattr__(self, "_pyoptim_barrier", previous)
@@ -357,9 +358,9 @@ class _FastPathMixin(ReportingMixin):
                                      args=(variables[1:], grads, learning_rate), group=False)
 
     def _after_all_gradients(self) -> Any:
-        """Context for creating a kernel op: it runs after every gradient is computed."""
-        barrier = self.__dict__.get("_pyoptim_barrier")
-        return tf.control_dependencies([barrier] if barrier is not None else [])
+        """Context for creating a kernel op: it runs after every gradient of the step is
+        computed (its own as inputs, the others through :func:`_gradient_barrier`)."""
+        return tf.control_dependencies(self.__dict__.get("_pyoptim_barrier") or [])
 
     def _fast_path_blocker(self) -> Optional[str]:
         """Why no variable of this update can take the kernels (None: they can)."""
