@@ -37,3 +37,19 @@ def run_keras(kind: str, kwargs: dict, params: Sequence[np.ndarray], grads_per_s
         if values:
             slots[name] = [np.asarray(v.numpy()) for v in values]
     return [np.asarray(v.numpy()) for v in variables], slots
+
+
+def assert_state_matches_keras(opt, params: Sequence[np.ndarray], keras_params: Sequence[np.ndarray],
+                               keras_slots: Dict[str, List[np.ndarray]], steps: int) -> None:
+    """A pyoptim stateful optimizer after ``steps`` ``apply`` calls: its iteration count, its
+    ``params`` and every slot of its ``state_dict()`` equal Keras' to the bit."""
+    from test_core import assert_same_bits
+
+    assert opt.iterations == steps
+    for i, (a, b) in enumerate(zip(params, keras_params)):
+        assert_same_bits(a, b, f"params[{i}]")
+    slots = opt.state_dict()["slots"]
+    assert set(slots) == set(keras_slots)
+    for name in keras_slots:
+        for i, (a, b) in enumerate(zip(slots[name], keras_slots[name])):
+            assert_same_bits(a, b, f"{name}[{i}]")

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import pyoptim
-from keras_reference import keras_optimizer, run_keras
+from keras_reference import assert_state_matches_keras, keras_optimizer, run_keras
 from test_core import assert_same_bits
 
 SHAPES = [(3,), (17, 5), (), (0,), (1000,), (40_000,), (7, 9, 3)]
@@ -37,14 +37,7 @@ def run_ours(kwargs, params, grads_per_step, opt=None):
 def assert_matches_keras(kwargs, params, grads):
     kp, kslots = run_keras("AdamW", kwargs, params, grads)
     opt, ps = run_ours(kwargs, params, grads)
-    assert opt.iterations == len(grads)
-    for i, (a, b) in enumerate(zip(ps, kp)):
-        assert_same_bits(a, b, f"params[{i}]")
-    slots = opt.state_dict()["slots"]
-    assert set(slots) == set(kslots)
-    for name in kslots:
-        for i, (a, b) in enumerate(zip(slots[name], kslots[name])):
-            assert_same_bits(a, b, f"{name}[{i}]")
+    assert_state_matches_keras(opt, ps, kp, kslots, len(grads))
 
 
 # --------------------------------------------------------------------- bits

@@ -21,12 +21,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import pytest  # noqa: E402
 
 import pyoptim.keras as pk  # noqa: E402
-
-if keras.backend.backend() != "tensorflow":  # pragma: no cover - the suite's own backend
-    pytest.skip("pyoptim.keras' kernels serve the TensorFlow backend", allow_module_level=True)
 
 # Keras' test module -> (the optimizer name its tests use, its TestCase class)
 SUITES: Dict[str, Tuple[str, str]] = {

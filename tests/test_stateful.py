@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pyoptim
-from keras_reference import run_keras
+from keras_reference import assert_state_matches_keras, run_keras
 from test_core import assert_same_bits
 
 SHAPES = [(3,), (17, 5), (), (0,), (1000,), (40_000,), (7, 9, 3)]
@@ -41,14 +41,7 @@ def test_multi_tensor_apply_matches_keras_bitwise(kind, kwargs, rng):
     params, grads = make(rng)
     kp, kslots = run_keras(kind, kwargs, params, grads)
     opt, ps = run_ours(kind, kwargs, params, grads)
-    assert opt.iterations == len(grads)
-    for i, (a, b) in enumerate(zip(ps, kp)):
-        assert_same_bits(a, b, f"params[{i}]")
-    state = opt.state_dict()["slots"]
-    assert set(state) == set(kslots)
-    for name in kslots:
-        for i, (a, b) in enumerate(zip(state[name], kslots[name])):
-            assert_same_bits(a, b, f"{name}[{i}]")
+    assert_state_matches_keras(opt, ps, kp, kslots, len(grads))
 
 
 def test_learning_rate_schedule_matches_keras(rng):

@@ -413,13 +413,13 @@ class _FastPathMixin(ReportingMixin):
                     return "it has no CPU placement while a GPU is present"
         return None
 
-    def _weight_decay_operands(self, dtype: tf.DType, learning_rate: Any, decay: List[bool]
+    def _weight_decay_operands(self, dtype: tf.DType, lr: tf.Tensor, decay: List[bool]
                                ) -> Tuple[tf.Tensor, tf.Tensor]:
         """``(decay_lr, wd)`` for the kernels' decay ``p - p * wd * decay_lr``: ``lr`` and
         ``wd`` as Keras' ``_apply_weight_decay`` casts them (zero wd when unused); where Grappler
         computes Keras' decay as ``p - p * (wd * lr)`` (:func:`_grappler.decay_scaled`),
-        ``(1, wd * lr)``: the same bits, since ``x * 1 == x``."""
-        lr = tf.cast(learning_rate, dtype)
+        ``(1, wd * lr)``: the same bits, since ``x * 1 == x``.  ``lr`` is the learning rate
+        already cast to ``dtype`` for the update (Keras casts the same value again)."""
         if not any(decay):
             return lr, _constant(0.0, dtype)
         wd = tf.cast(self.weight_decay, dtype)
@@ -479,7 +479,7 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
             merge = _grappler.may_merge_into(gradient)
             unit_lr.append(merge)
             cast_grads.append(ops.multiply(gradient, lr) if merge else gradient)
-        decay_lr, wd = self._weight_decay_operands(dtype, learning_rate, decay)
+        decay_lr, wd = self._weight_decay_operands(dtype, lr, decay)
         return op.pyoptim_apply_sgd(var=handles[0], momentum_buffer=slots,
                                     learning_rate=lr, momentum=momentum, weight_decay=wd,
                                     decay_learning_rate=decay_lr, grad=cast_grads,
@@ -532,8 +532,8 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
         has_momentum, centered = self.momentum > 0, bool(self.centered)
         rsqrt_mul, epsilon_first = self._rewrites() or (False, False)
         rho, one_minus_rho, epsilon, momentum = scalars
-        decay_lr, wd = self._weight_decay_operands(dtype, learning_rate, decay)
         lr = ops.cast(learning_rate, dtype)
+        decay_lr, wd = self._weight_decay_operands(dtype, lr, decay)
         return op.pyoptim_apply_rmsprop(
             var=handles[0], velocity=handles[1],
             momentum_buffer=handles[2] if has_momentum else [],
@@ -575,7 +575,7 @@ class Adam(_FastPathMixin, keras.optimizers.Adam):
         beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
         alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         one_minus_beta_1, one_minus_beta_2, epsilon = scalars
-        decay_lr, wd = self._weight_decay_operands(dtype, learning_rate, decay)
+        decay_lr, wd = self._weight_decay_operands(dtype, lr, decay)
         return op.pyoptim_apply_adam(
             var=handles[0], m=handles[1], v=handles[2],
             v_hat=handles[3] if self.amsgrad else [],
