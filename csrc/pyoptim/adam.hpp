@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "grad.hpp"
 #include "half.hpp"
 
 namespace pyoptim {
@@ -36,19 +37,20 @@ inline T max_propagate_nan(T a, T b) {
 }
 
 // P is the storage type of param and grad: T itself, or Float16/BFloat16 with T = float.
-template <class T, bool kAmsgrad, bool kDecay, class P = T>
-inline void adam_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g, T* PYOPTIM_RESTRICT m,
-                       T* PYOPTIM_RESTRICT v, T* PYOPTIM_RESTRICT vhat, index_t begin,
-                       index_t end, const AdamCoeffs<T>& c) {
+// G gives element i's gradient and its square (grad.hpp).
+template <class T, bool kAmsgrad, bool kDecay, class P = T, class G = DenseGrad<T, P>>
+inline void adam_loop(P* PYOPTIM_RESTRICT p, G grad, T* PYOPTIM_RESTRICT m,
+                      T* PYOPTIM_RESTRICT v, T* PYOPTIM_RESTRICT vhat, index_t begin,
+                      index_t end, const AdamCoeffs<T>& c) {
   const T alpha = c.alpha, omb1 = c.one_minus_beta_1, omb2 = c.one_minus_beta_2,
           eps = c.epsilon, lr = c.lr, wd = c.weight_decay;
   PYOPTIM_SIMD_LOOP
   for (index_t i = begin; i < end; ++i) {
     T pi = load<T>(p[i]);
     if constexpr (kDecay) pi = pi - pi * wd * lr;
-    const T gi = load<T>(g[i]);
+    const T gi = grad(i);
     const T mi = m[i] + (gi - m[i]) * omb1;
-    T vi = v[i] + (gi * gi - v[i]) * omb2;
+    T vi = v[i] + (grad.square(i, gi) - v[i]) * omb2;
     m[i] = mi;
     v[i] = vi;
     if constexpr (kAmsgrad) {
@@ -57,6 +59,13 @@ inline void adam_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g, T* PY
     }
     p[i] = store<P>(pi - (mi * alpha) / (std::sqrt(vi) + eps));
   }
+}
+
+template <class T, bool kAmsgrad, bool kDecay, class P = T>
+inline void adam_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g, T* PYOPTIM_RESTRICT m,
+                       T* PYOPTIM_RESTRICT v, T* PYOPTIM_RESTRICT vhat, index_t begin,
+                       index_t end, const AdamCoeffs<T>& c) {
+  adam_loop<T, kAmsgrad, kDecay, P>(p, DenseGrad<T, P>{g}, m, v, vhat, begin, end, c);
 }
 
 }  // namespace PYOPTIM_ISA

@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "common.hpp"
+#include "grad.hpp"
 #include "half.hpp"
 
 namespace pyoptim {
@@ -32,30 +33,41 @@ struct RmspropCoeffs {
 
 inline namespace PYOPTIM_ISA {
 
+// Keras' denominator; kEpsFirst: centered as Grappler's constant folding rewrites it inside
+// tf.function, (eps - a^2) + v.
+template <class T, bool kCentered, bool kEpsFirst>
+inline T rmsprop_denominator(T vi, T ai, T eps) {
+  if constexpr (!kCentered) {
+    return vi + eps;
+  } else if constexpr (kEpsFirst) {
+    return (eps - ai * ai) + vi;
+  } else {
+    return (vi - ai * ai) + eps;
+  }
+}
+
 // P is the storage type of param and grad: T itself, or Float16/BFloat16 with T = float.
-template <class T, bool kCentered, bool kMomentum, bool kDecay, class P = T>
-inline void rmsprop_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g,
-                          T* PYOPTIM_RESTRICT v, T* PYOPTIM_RESTRICT mom,
-                          T* PYOPTIM_RESTRICT avg, index_t begin, index_t end,
-                          const RmspropCoeffs<T>& c) {
+// G gives element i's gradient (grad.hpp).
+template <class T, bool kCentered, bool kMomentum, bool kDecay, class P = T,
+          class G = DenseGrad<T, P>, bool kEpsFirst = false>
+inline void rmsprop_loop(P* PYOPTIM_RESTRICT p, G grad, T* PYOPTIM_RESTRICT v,
+                         T* PYOPTIM_RESTRICT mom, T* PYOPTIM_RESTRICT avg, index_t begin,
+                         index_t end, const RmspropCoeffs<T>& c) {
   const T lr = c.lr, rho = c.rho, omr = c.one_minus_rho, eps = c.epsilon, mu = c.momentum,
           wd = c.weight_decay, dlr = c.decay_lr;
   PYOPTIM_SIMD_LOOP
   for (index_t i = begin; i < end; ++i) {
     T pi = load<T>(p[i]);
     if constexpr (kDecay) pi = pi - pi * wd * dlr;
-    const T gi = load<T>(g[i]);
+    const T gi = grad(i);
     const T vi = rho * v[i] + omr * (gi * gi);
     v[i] = vi;
-    T denom;
+    T ai = T(0);
     if constexpr (kCentered) {
-      const T ai = rho * avg[i] + omr * gi;
+      ai = rho * avg[i] + omr * gi;
       avg[i] = ai;
-      denom = (vi - ai * ai) + eps;
-    } else {
-      denom = vi + eps;
     }
-    const T inc = (lr * gi) / std::sqrt(denom);
+    const T inc = (lr * gi) / std::sqrt(rmsprop_denominator<T, kCentered, kEpsFirst>(vi, ai, eps));
     if constexpr (kMomentum) {
       const T mi = mu * mom[i] + inc;
       mom[i] = mi;
@@ -64,6 +76,55 @@ inline void rmsprop_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g,
       pi = pi - inc;
     }
     p[i] = store<P>(pi);
+  }
+}
+
+template <class T, bool kCentered, bool kMomentum, bool kDecay, class P = T>
+inline void rmsprop_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g,
+                          T* PYOPTIM_RESTRICT v, T* PYOPTIM_RESTRICT mom,
+                          T* PYOPTIM_RESTRICT avg, index_t begin, index_t end,
+                          const RmspropCoeffs<T>& c) {
+  rmsprop_loop<T, kCentered, kMomentum, kDecay, P>(p, DenseGrad<T, P>{g}, v, mom, avg, begin, end,
+                                                    c);
+}
+
+// Columns [begin, end) of one row hit by a tf.IndexedSlices gradient, as Keras computes it:
+// g[0 .. count) point at the slices hitting the row (in index order), sv and sa at the row's
+// sums S((1 - rho) g^2) and S((1 - rho) g) (from +0.0, in index order); p, v, mom and avg at
+// the row.
+//   v = rho * v + sv;  centered: a = rho * a + sa
+//   each slice's increment inc_k = (lr * g_k) / sqrt(d), d as above
+//   momentum: mom = momentum * mom + S(inc);  p = p - mom
+//   otherwise p = p - inc_k for each slice in turn (a scatter_sub)
+template <class T, bool kCentered, bool kMomentum, bool kDecay, bool kEpsFirst = false>
+inline void rmsprop_sparse_row(T* PYOPTIM_RESTRICT p, const T* const* g, index_t count,
+                               const T* PYOPTIM_RESTRICT sv, const T* PYOPTIM_RESTRICT sa,
+                               T* PYOPTIM_RESTRICT v, T* PYOPTIM_RESTRICT mom,
+                               T* PYOPTIM_RESTRICT avg, index_t begin, index_t end,
+                               const RmspropCoeffs<T>& c) {
+  const T lr = c.lr, rho = c.rho, eps = c.epsilon, mu = c.momentum, wd = c.weight_decay,
+          dlr = c.decay_lr;
+  for (index_t i = begin; i < end; ++i) {
+    T pi = p[i];
+    if constexpr (kDecay) pi = pi - pi * wd * dlr;
+    const T vi = rho * v[i] + sv[i];
+    v[i] = vi;
+    T ai = T(0);
+    if constexpr (kCentered) {
+      ai = rho * avg[i] + sa[i];
+      avg[i] = ai;
+    }
+    const T s = std::sqrt(rmsprop_denominator<T, kCentered, kEpsFirst>(vi, ai, eps));
+    if constexpr (kMomentum) {
+      T sum = T(0);
+      for (index_t k = 0; k < count; ++k) sum = sum + (lr * g[k][i]) / s;
+      const T mi = mu * mom[i] + sum;
+      mom[i] = mi;
+      pi = pi - mi;
+    } else {
+      for (index_t k = 0; k < count; ++k) pi = pi - (lr * g[k][i]) / s;
+    }
+    p[i] = pi;
   }
 }
 

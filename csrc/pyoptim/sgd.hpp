@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common.hpp"
+#include "grad.hpp"
 #include "half.hpp"
 
 namespace pyoptim {
@@ -26,15 +27,16 @@ enum class SgdMode { kPlain, kMomentum, kNesterov };
 inline namespace PYOPTIM_ISA {
 
 // P is the storage type of param and grad: T itself, or Float16/BFloat16 with T = float.
-template <class T, SgdMode kMode, bool kDecay, class P = T>
-inline void sgd_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g, T* PYOPTIM_RESTRICT m,
-                      index_t begin, index_t end, const SgdCoeffs<T>& c) {
+// G gives element i's gradient (grad.hpp).
+template <class T, SgdMode kMode, bool kDecay, class P = T, class G = DenseGrad<T, P>>
+inline void sgd_loop(P* PYOPTIM_RESTRICT p, G grad, T* PYOPTIM_RESTRICT m, index_t begin,
+                     index_t end, const SgdCoeffs<T>& c) {
   const T lr = c.lr, mu = c.momentum, wd = c.weight_decay, dlr = c.decay_lr;
   PYOPTIM_SIMD_LOOP
   for (index_t i = begin; i < end; ++i) {
     T pi = load<T>(p[i]);
     if constexpr (kDecay) pi = pi - pi * wd * dlr;
-    const T gi = load<T>(g[i]);
+    const T gi = grad(i);
     if constexpr (kMode == SgdMode::kPlain) {
       pi = pi - gi * lr;
     } else {
@@ -48,6 +50,12 @@ inline void sgd_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g, T* PYO
     }
     p[i] = store<P>(pi);
   }
+}
+
+template <class T, SgdMode kMode, bool kDecay, class P = T>
+inline void sgd_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g, T* PYOPTIM_RESTRICT m,
+                      index_t begin, index_t end, const SgdCoeffs<T>& c) {
+  sgd_loop<T, kMode, kDecay, P>(p, DenseGrad<T, P>{g}, m, begin, end, c);
 }
 
 }  // namespace PYOPTIM_ISA
