@@ -43,7 +43,8 @@ elif case == "eager_float16":
     optimizer.apply_gradients([(tf.ones(5, "float16"), variable)])  # APPLY
 elif case == "fit_embedding":
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(40, 8),
+    model = keras.Sequential([keras.Input((6,), dtype="int32"),
+                              keras.layers.Embedding(40, 8, dtype="float16"),
                               keras.layers.GlobalAveragePooling1D(),
                               keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer=pk.RMSprop(), loss="sparse_categorical_crossentropy")
@@ -80,12 +81,12 @@ def test_fallback_warning_points_at_the_users_line(tmp_path, case, marker):
     assert warned[0]["lineno"] == _line_of(marker), warned
 
 
-def test_sparse_warning_names_the_embedding_variable_only(tmp_path):
-    """Only the Embedding's variable falls back, and the warning says so; the Dense layer's
-    variables keep the kernels (path_counts)."""
+def test_fallback_warning_names_the_variable_only(tmp_path):
+    """Only the (float16) Embedding's variable falls back, and the warning says so; the Dense
+    layer's variables keep the kernels (path_counts)."""
     outputs = _run_user_script(tmp_path, "fit_embedding")
     message = outputs[-1]["warnings"][0]["message"]
-    assert "embedding/embeddings'" in message and "sparse" in message and ":0" not in message
+    assert "embedding/embeddings'" in message and "float16" in message and ":0" not in message
     assert "variables without that reason keep the kernels" in message
     counts = outputs[0]["counts"]
     assert counts["fallback"] >= 1 and counts["fast"] >= 2, counts  # Dense kernel and bias

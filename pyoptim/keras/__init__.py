@@ -1,4 +1,5 @@
-"""pyoptim for Keras 3: ``SGD``, ``RMSprop``, ``Adam`` and ``AdamW`` as drop-in ``keras.optimizers``.
+"""pyoptim for Keras 3: ``SGD``, ``RMSprop``, ``Adam``, ``AdamW`` as drop-in ``keras.optimizers``,
+and ``LazyAdam``.
 
 ::
 
@@ -10,12 +11,13 @@
 
 The op is compiled against the installed TensorFlow on first use (a C++ compiler is needed; the
 result is cached, see :func:`status`), or ahead of time with ``python -m pyoptim.keras build``.
-Where it cannot serve (XLA, sparse gradients, other dtypes, non-CPU variables, build failure) the
+Where it cannot serve (XLA, other dtypes, non-CPU variables, build failure) the
 optimizers run Keras' own ``update_step`` with a one-time warning; :func:`status`,
 :func:`fast_path_available`, :func:`kernel_calls`, :func:`op_calls` and ``optimizer.path_counts()``
 tell which path ran; :func:`variable_copies` counts variables copied before an update (copy-on-write).  Import
 ``pyoptim.keras`` before ``keras.models.load_model`` so saved models find the classes (they are
-registered as ``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam`` / ``pyoptim>AdamW``).
+registered as ``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam`` / ``pyoptim>AdamW`` /
+``pyoptim>LazyAdam``).
 
 On Keras' other backends (``KERAS_BACKEND=torch`` or ``jax``) the classes are exactly the
 optimizers ``keras.optimizers`` gives there (see :mod:`pyoptim.keras.native`): the kernels serve
@@ -40,9 +42,9 @@ _KERNELS = ("sgd", "rmsprop", "adam")
 
 if _TENSORFLOW:
     from . import _loader
-    from .optimizers import SGD, Adam, AdamW, RMSprop
+    from .optimizers import SGD, Adam, AdamW, LazyAdam, RMSprop
 else:
-    from .native import SGD, Adam, AdamW, RMSprop
+    from .native import SGD, Adam, AdamW, LazyAdam, RMSprop
 
 
 def fast_path_available() -> bool:
@@ -140,5 +142,5 @@ def _tensorflow_version() -> Optional[str]:
     return None
 
 
-__all__ = ["BACKEND", "SGD", "RMSprop", "Adam", "AdamW", "build", "fast_path_available",
+__all__ = ["BACKEND", "SGD", "RMSprop", "Adam", "AdamW", "LazyAdam", "build", "fast_path_available",
            "kernel_calls", "op_calls", "status", "variable_copies"]

@@ -56,3 +56,5 @@ SGD = _native_class("SGD", keras.optimizers.SGD)
 RMSprop = _native_class("RMSprop", keras.optimizers.RMSprop)
 Adam = _native_class("Adam", keras.optimizers.Adam)
 AdamW = _native_class("AdamW", keras.optimizers.AdamW)
+# Keras' torch and JAX backends give dense gradients only, for which LazyAdam is Adam.
+LazyAdam = _native_class("LazyAdam", keras.optimizers.Adam)

@@ -5,10 +5,12 @@ accumulation, loss scaling, learning-rate schedules, distribution, slot variable
 and saving stay Keras' own code.  What changes is the step's update, one pipeline
 (``_FastPathMixin._distributed_tf_update_step``):
 
-1. **group** the step's (gradient, variable) pairs: every dense float32/float64 CPU variable
-   the kernels serve, by dtype; the others (sparse ``tf.IndexedSlices`` gradients of Embedding
-   layers, float16/bfloat16 variables, non-CPU variables, XLA, an op that could not be built)
-   run Keras' own ``update_step`` in the same step, with one warning;
+1. **group** the step's (gradient, variable) pairs: every float32/float64 CPU variable the
+   kernels serve, by dtype, whether its gradient is dense or a ``tf.IndexedSlices`` (an
+   Embedding's: the op takes its values and indices and gives Keras' bits, see
+   :func:`_gradient_operands`); the others (float16/bfloat16 variables, non-CPU variables, XLA,
+   an op that could not be built) run Keras' own ``update_step`` in the same step, with one
+   warning;
 2. **coefficients** once per dtype and step, with the TensorFlow ops Keras uses in the
    variable's dtype (e.g. Adam's ``alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)``), so every
    variable gets the bits Keras computes for it;
@@ -374,8 +376,8 @@ class _FastPathMixin(ReportingMixin):
 
     def _variable_blocker(self, gradient: Any, variable: Any) -> Optional[str]:
         """Why this one variable cannot take the kernels (None: it can)."""
-        if isinstance(gradient, tf.IndexedSlices):
-            return "its gradient is sparse (tf.IndexedSlices, e.g. from an Embedding layer)"
+        if isinstance(gradient, tf.IndexedSlices) and len(variable.shape) == 0:
+            return "its gradient is sparse but the variable is a scalar"
         return self._var_info(variable)[0]
 
     def _var_info(self, variable: Any) -> Tuple[Optional[str], List[Any]]:
@@ -434,6 +436,26 @@ def _cast(x: Any, dtype: tf.DType) -> Any:
     return x if getattr(x, "dtype", None) == dtype else ops.cast(x, dtype)
 
 
+def _gradient_operands(grads: Sequence[Any], dtype: tf.DType, scale: Optional[tf.Tensor] = None
+                       ) -> Tuple[List[tf.Tensor], List[tf.Tensor], List[bool]]:
+    """The op's ``grad``, ``indices`` and ``sparse`` operands: each gradient cast to ``dtype`` as
+    Keras' ``update_step`` casts it; a ``tf.IndexedSlices`` gives its values (times ``scale``
+    when given: SGD's ``gradient * learning_rate``, the same Mul node as Keras') and its indices.
+    The op sums the slices per row in index order, as Keras' densification
+    (``unsorted_segment_sum``) does, and checks every index before it writes anything."""
+    values, indices, sparse = [], [], []
+    for gradient in grads:
+        if isinstance(gradient, tf.IndexedSlices):
+            v = _cast(gradient.values, dtype)
+            values.append(ops.multiply(v, scale) if scale is not None else v)
+            indices.append(gradient.indices)
+            sparse.append(True)
+        else:
+            values.append(_cast(gradient, dtype))
+            sparse.append(False)
+    return values, indices, sparse
+
+
 def _handle(v: Any) -> tf.Tensor:
     return _tf_variable(v).handle
 
@@ -468,8 +490,14 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
         # The same conversions as keras.optimizers.SGD.update_step.
         lr = ops.cast(learning_rate, dtype)
         momentum = ops.cast(self.momentum, dtype) if slots else _constant(0.0, dtype)
-        unit_lr, cast_grads = [], []
+        unit_lr, dense = [], []
         for gradient in grads:
+            if isinstance(gradient, tf.IndexedSlices):
+                # Keras: scatter_sub(var, g * lr), or m * momentum - S(g * lr): the op takes
+                # Keras' own ``values * lr`` node and a unit learning rate.
+                unit_lr.append(True)
+                dense.append(gradient)
+                continue
             gradient = _cast(gradient, dtype)
             # Keras' gradient * learning_rate is the gradient's only consumer, so Grappler merges
             # it with a producing Mul (g * scale from global_clipnorm becomes g * (scale * lr))
@@ -478,12 +506,14 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
             # the same way, and let the kernel use lr = 1 for it (x * 1 == x exactly).
             merge = _grappler.may_merge_into(gradient)
             unit_lr.append(merge)
-            cast_grads.append(ops.multiply(gradient, lr) if merge else gradient)
+            dense.append(ops.multiply(gradient, lr) if merge else gradient)
+        values, indices, sparse = _gradient_operands(dense, dtype, scale=lr)
         decay_lr, wd = self._weight_decay_operands(dtype, lr, decay)
         return op.pyoptim_apply_sgd(var=handles[0], momentum_buffer=slots,
                                     learning_rate=lr, momentum=momentum, weight_decay=wd,
-                                    decay_learning_rate=decay_lr, grad=cast_grads,
-                                    nesterov=bool(self.nesterov), decay=decay, unit_lr=unit_lr)
+                                    decay_learning_rate=decay_lr, grad=values, indices=indices,
+                                    nesterov=bool(self.nesterov), decay=decay, unit_lr=unit_lr,
+                                    sparse=sparse)
 
 
 @keras.saving.register_keras_serializable(package="pyoptim")
@@ -534,13 +564,14 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
         rho, one_minus_rho, epsilon, momentum = scalars
         lr = ops.cast(learning_rate, dtype)
         decay_lr, wd = self._weight_decay_operands(dtype, lr, decay)
+        values, indices, sparse = _gradient_operands(grads, dtype)
         return op.pyoptim_apply_rmsprop(
             var=handles[0], velocity=handles[1],
             momentum_buffer=handles[2] if has_momentum else [],
             average_grad=handles[-1] if centered else [],
             learning_rate=lr, rho=rho, one_minus_rho=one_minus_rho, epsilon=epsilon,
             momentum=momentum, weight_decay=wd, decay_learning_rate=decay_lr,
-            grad=[_cast(g, dtype) for g in grads],
+            grad=values, indices=indices, sparse=sparse,
             rsqrt_mul=rsqrt_mul, epsilon_first=epsilon_first, decay=decay)
 
 
@@ -557,6 +588,8 @@ class Adam(_FastPathMixin, keras.optimizers.Adam):
         AMSGrad:  v_hat = max(v_hat, v), used instead of v below
         p = p - (m * alpha) / (sqrt(v) + eps)
     """
+
+    _lazy = False  # LazyAdam: sparse gradients update the rows present only
 
     def _slots(self, variable):
         index = self._get_variable_index(variable)
@@ -576,12 +609,13 @@ class Adam(_FastPathMixin, keras.optimizers.Adam):
         alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         one_minus_beta_1, one_minus_beta_2, epsilon = scalars
         decay_lr, wd = self._weight_decay_operands(dtype, lr, decay)
+        values, indices, sparse = _gradient_operands(grads, dtype)
         return op.pyoptim_apply_adam(
             var=handles[0], m=handles[1], v=handles[2],
             v_hat=handles[3] if self.amsgrad else [],
             alpha=alpha, one_minus_beta_1=one_minus_beta_1, one_minus_beta_2=one_minus_beta_2,
             epsilon=epsilon, learning_rate=decay_lr, weight_decay=wd,
-            grad=[_cast(g, dtype) for g in grads], decay=decay)
+            grad=values, indices=indices, sparse=sparse, lazy=self._lazy, decay=decay)
 
 
 @keras.saving.register_keras_serializable(package="pyoptim")
@@ -592,8 +626,71 @@ class AdamW(Adam, keras.optimizers.AdamW):
     :class:`Adam`)."""
 
 
+@keras.saving.register_keras_serializable(package="pyoptim")
+class LazyAdam(Adam):
+    """Adam whose sparse (``tf.IndexedSlices``, e.g. Embedding) updates touch only the rows
+    present in the batch, as tensorflow-addons' ``LazyAdam`` did; ``keras.optimizers.Adam``'s
+    arguments, defaults and config.
+
+    For a ``tf.IndexedSlices`` gradient, the slices of each row present are summed first (in
+    index order, from +0.0), then Keras' Adam arithmetic runs on those rows only::
+
+        g = sum of the row's slices
+        m = m + (g - m) * (1 - beta_1);  v = v + (g^2 - v) * (1 - beta_2)
+        AMSGrad: v_hat = max(v_hat, v), used instead of v below
+        p = p - (m * alpha) / (sqrt(v) + eps),   alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+
+    The rows outside the batch keep their ``m``, ``v`` (and ``v_hat``) and parameters, and the
+    work is proportional to the rows present, not to the table.  Dense gradients get
+    ``keras.optimizers.Adam``'s update, to the bit.
+
+    What lazy updates mean for convergence: a row's moments decay only in the steps that see
+    the row (not every step, as in Adam), so a rare row's ``m`` and ``v`` remember its last
+    gradients for longer and its step is larger than Adam's would be.  For embeddings of large
+    vocabularies this usually trains as well as Adam, much faster, but it is a different
+    algorithm: the same losses are not guaranteed, and ``beta_1`` / ``beta_2`` tuned for Adam may
+    need retuning.
+
+    Weight decay (``weight_decay=...``) is Keras' decoupled decay ``p = p - p * wd * lr``, in
+    every row and every step as with ``keras.optimizers.Adam`` (not lazy): a variable that
+    decays costs a pass over its whole table.
+    """
+
+    _lazy = True
+
+    def update_step(self, gradient, variable, learning_rate):
+        # Keras' code path (where the op cannot serve: XLA, other dtypes and devices): the same
+        # lazy arithmetic with TensorFlow ops.
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        local_step = ops.cast(self.iterations + 1, dtype)
+        beta_1_power = ops.power(ops.cast(self.beta_1, dtype), local_step)
+        beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
+        alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        rows, position = tf.unique(gradient.indices)
+        g = tf.math.unsorted_segment_sum(ops.cast(gradient.values, dtype), position,
+                                         tf.shape(rows)[0])
+        index = self._get_variable_index(variable)
+        m, v = _tf_variable(self._momentums[index]), _tf_variable(self._velocities[index])
+        m_rows, v_rows = tf.gather(m, rows), tf.gather(v, rows)
+        m_rows = m_rows + (g - m_rows) * _operand(1 - self.beta_1, dtype)
+        v_rows = v_rows + (g * g - v_rows) * _operand(1 - self.beta_2, dtype)
+        shape = tf.shape(variable, out_type=rows.dtype)
+        m.scatter_update(tf.IndexedSlices(m_rows, rows, shape))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows, shape))
+        if self.amsgrad:
+            v_hat = _tf_variable(self._velocity_hats[index])
+            v_rows = tf.maximum(tf.gather(v_hat, rows), v_rows)
+            v_hat.scatter_update(tf.IndexedSlices(v_rows, rows, shape))
+        step = (m_rows * alpha) / (tf.sqrt(v_rows) + _operand(self.epsilon, dtype))
+        _tf_variable(variable).scatter_sub(tf.IndexedSlices(step, rows, shape))
+
+
 for _cls, _base in ((SGD, keras.optimizers.SGD), (RMSprop, keras.optimizers.RMSprop),
-                    (Adam, keras.optimizers.Adam), (AdamW, keras.optimizers.AdamW)):
+                    (Adam, keras.optimizers.Adam), (AdamW, keras.optimizers.AdamW),
+                    (LazyAdam, keras.optimizers.Adam)):
     if _base.__doc__:
         _cls.__doc__ = (_cls.__doc__ or "") + "\n    Keras' documentation:\n" + _base.__doc__
 del _cls, _base

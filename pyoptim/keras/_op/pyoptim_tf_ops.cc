@@ -103,10 +103,13 @@ REGISTER_OP("PyoptimApplySgd")
     .Input("weight_decay: T")
     .Input("decay_learning_rate: T")
     .Input("grad: N * T")
+    .Input("indices: Tindices")
     .Attr("T: {float, double}")
     .Attr("N: int >= 1")
     .Attr("num_momentum: int >= 0")
     .Attr("nesterov: bool = false")
+    .Attr("sparse: list(bool) = []")
+    .Attr("Tindices: list({int32, int64}) >= 0 = []")
     .Attr("decay: list(bool) = []")
     .Attr("unit_lr: list(bool) = []")
     .SetIsStateful()
@@ -123,6 +126,11 @@ weight decay var = var - var * weight_decay * decay_learning_rate when decay[i]
   momentum:     m = m * momentum - grad * lr;  var = var + m
   Nesterov:     m as above;  var = var + (m * momentum - grad * lr)
 with lr = 1 for the variables marked in unit_lr (their gradient already holds grad * lr).
+A variable marked in `sparse` has a tf.IndexedSlices gradient: grad holds its slices' values
+(unit_lr: already times lr) and the next entry of `indices` their rows.  With momentum, S(grad)
+(the slices summed per row in index order, as Keras densifies them) takes grad's place in every
+row; without, each slice is subtracted from its row in index order (a scatter_sub: only the
+rows present are touched, unless decay[i]).
 )doc");
 
 REGISTER_OP("PyoptimApplyRmsprop")
@@ -138,10 +146,13 @@ REGISTER_OP("PyoptimApplyRmsprop")
     .Input("weight_decay: T")
     .Input("decay_learning_rate: T")
     .Input("grad: N * T")
+    .Input("indices: Tindices")
     .Attr("T: {float, double}")
     .Attr("N: int >= 1")
     .Attr("num_momentum: int >= 0")
     .Attr("num_centered: int >= 0")
+    .Attr("sparse: list(bool) = []")
+    .Attr("Tindices: list({int32, int64}) >= 0 = []")
     .Attr("rsqrt_mul: bool = false")
     .Attr("epsilon_first: bool = false")
     .Attr("decay: list(bool) = []")
@@ -162,6 +173,11 @@ when decay[i] (decay_learning_rate is learning_rate, or 1 when weight_decay hold
 As Keras' graph-mode arithmetic after Grappler (see rmsprop_graph.hpp):
   rsqrt_mul:     inc = (learning_rate * grad) * rsqrt(d), rsqrt as TensorFlow's Rsqrt kernel
   epsilon_first: centered d = (epsilon - a^2) + v
+A variable marked in `sparse` has a tf.IndexedSlices gradient (grad: the slices' values; the
+next entry of `indices`: their rows), as Keras computes it: v = rho * v + S((1 - rho) g^2) and
+a = rho * a + S((1 - rho) g) in every row (S: the slices summed per row in index order), each
+slice's increment (learning_rate * g) / sqrt(d) (never rsqrt_mul: Keras gathers sqrt(d) first),
+momentum: mom = momentum * mom + S(inc) in every row, otherwise inc subtracted slice by slice.
 )doc");
 
 REGISTER_OP("PyoptimApplyAdam")
@@ -176,9 +192,13 @@ REGISTER_OP("PyoptimApplyAdam")
     .Input("learning_rate: T")
     .Input("weight_decay: T")
     .Input("grad: N * T")
+    .Input("indices: Tindices")
     .Attr("T: {float, double}")
     .Attr("N: int >= 1")
     .Attr("num_amsgrad: int >= 0")
+    .Attr("sparse: list(bool) = []")
+    .Attr("Tindices: list({int32, int64}) >= 0 = []")
+    .Attr("lazy: bool = false")
     .Attr("decay: list(bool) = []")
     .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
@@ -193,6 +213,11 @@ decay when decay[i]), with alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) comp
   v = v + (grad^2 - v) * (1 - beta_2)
   AMSGrad: v_hat = max(v_hat, v), used instead of v below
   var = var - (m * alpha) / (sqrt(v) + epsilon)
+A variable marked in `sparse` has a tf.IndexedSlices gradient (grad: the slices' values; the
+next entry of `indices`: their rows), as Keras densifies it: grad is S(g) and grad^2 is S(g^2)
+(each slice squared, then summed per row in index order) in every row of var, m and v.  lazy
+(LazyAdam): only the rows present change, with grad = S(g) and grad^2 = S(g)^2; a variable
+marked in decay still decays in every row.
 )doc");
 
 REGISTER_OP("PyoptimKernelCalls")
@@ -377,31 +402,176 @@ absl::Status ReadScalars(OpKernelContext* ctx, int first,
   return absl::OkStatus();
 }
 
-// The N gradients from input `first` on, checked against variable k and its slots (resource
-// inputs k + j * N for j < groups); their element counts go to `sizes`.
+// A tf.IndexedSlices gradient of a variable seen as [rows, cols]: its slices grouped by row.
+template <class T>
+struct SparseGrad {
+  index_t rows = 0, cols = 0;
+  std::vector<index_t> row;      // the distinct rows hit, ascending
+  std::vector<index_t> start;    // row[j]'s slices are slice[start[j] .. start[j + 1])
+  std::vector<const T*> slice;   // each slice's values, by row, in index order within a row
+  std::vector<T> sum, sum2;      // per distinct row, sums the optimizer asks for (SumSlices)
+
+  index_t hit_rows() const { return static_cast<index_t>(row.size()); }
+
+  // out[j * cols + c] = +0.0 + f(first slice of row[j])[c] + ... in index order, as
+  // unsorted_segment_sum adds them.
+  template <class F>
+  void SumSlices(std::vector<T>* out, const F& f) const {
+    out->assign(static_cast<size_t>(hit_rows() * cols), T(0));
+    for (index_t j = 0; j < hit_rows(); ++j) {
+      T* acc = out->data() + j * cols;
+      for (index_t q = start[j]; q < start[j + 1]; ++q) {
+        const T* g = slice[q];
+        for (index_t c = 0; c < cols; ++c) acc[c] = acc[c] + f(g[c]);
+      }
+    }
+  }
+
+  // Runs gap(begin, end) over the runs of elements [lo, hi) of the [rows, cols] table that no
+  // slice hits, and hit(j, offset, begin, end) over each hit row's part (offset: where row[j]
+  // starts; begin and end relative to it), in order.
+  template <class Gap, class Hit>
+  void Walk(index_t lo, index_t hi, const Gap& gap, const Hit& hit) const {
+    size_t j = std::lower_bound(row.begin(), row.end(), lo / cols) - row.begin();
+    index_t pos = lo;
+    for (; j < row.size() && row[j] * cols < hi; ++j) {
+      const index_t offset = row[j] * cols;
+      const index_t b = std::max(lo, offset), e = std::min(hi, offset + cols);
+      if (pos < b) gap(pos, b);
+      hit(static_cast<index_t>(j), offset, b - offset, e - offset);
+      pos = e;
+    }
+    if (pos < hi) gap(pos, hi);
+  }
+
+  // Runs hit(j, offset, begin, end) over the parts of the hit rows that elements [lo, hi) of
+  // the hit rows laid end to end (hit_rows() * cols elements) cover.
+  template <class Hit>
+  void WalkHitRows(index_t lo, index_t hi, const Hit& hit) const {
+    for (index_t j = lo / cols; j < hit_rows() && j * cols < hi; ++j) {
+      const index_t b = std::max(lo, j * cols) - j * cols;
+      const index_t e = std::min(hi, (j + 1) * cols) - j * cols;
+      hit(j, row[j] * cols, b, e);
+    }
+  }
+};
+
+// Checks a sparse gradient (values, indices) against variable input k's shape and groups its
+// slices by row.  Every index is checked before anything is written.
+template <class T, class Index>
+absl::Status GroupSlices(const Tensor& values, const Tensor& indices, const TensorShape& shape,
+                         int k, SparseGrad<T>* out) {
+  if (shape.dims() < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pyoptim: variable input ", k, " is a scalar but its gradient is sparse"));
+  }
+  if (indices.dims() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pyoptim: indices of gradient ", k, " must be a vector, got shape ",
+        indices.shape().DebugString()));
+  }
+  bool same = values.dims() == shape.dims() && values.dim_size(0) == indices.dim_size(0);
+  for (int d = 1; same && d < shape.dims(); ++d) same = values.dim_size(d) == shape.dim_size(d);
+  if (!same) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pyoptim: gradient ", k, " (sparse) has values of shape ", values.shape().DebugString(),
+        " and ", indices.dim_size(0), " indices, but its variable has shape ",
+        shape.DebugString()));
+  }
+  const index_t n = indices.dim_size(0);
+  out->rows = shape.dim_size(0);
+  out->cols = out->rows > 0 ? shape.num_elements() / out->rows : 0;
+  const auto idx = indices.flat<Index>();
+  std::vector<index_t> rows(n);
+  for (index_t q = 0; q < n; ++q) {
+    const index_t r = static_cast<index_t>(idx(q));
+    if (r < 0 || r >= out->rows) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "pyoptim: indices[", q, "] = ", r, " of gradient ", k, " is out of range [0, ",
+          out->rows, ")"));
+    }
+    rows[q] = r;
+  }
+  std::vector<index_t> order(n);
+  for (index_t q = 0; q < n; ++q) order[q] = q;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](index_t a, index_t b) { return rows[a] < rows[b]; });
+  const T* data = values.flat<T>().data();
+  out->slice.resize(n);
+  for (index_t q = 0; q < n; ++q) {
+    out->slice[q] = data + order[q] * out->cols;
+    if (q == 0 || rows[order[q]] != rows[order[q - 1]]) {
+      out->row.push_back(rows[order[q]]);
+      out->start.push_back(q);
+    }
+  }
+  out->start.push_back(n);
+  return absl::OkStatus();
+}
+
+// The N gradients from input `first` on (then the sparse ones' indices), checked against
+// variable k and its slots (resource inputs k + j * N for j < groups).  A dense gradient's
+// data goes to grads[k]; a sparse one (sparse[k]) is grouped into sparse_grads[k].
 template <class T>
 absl::Status ReadGrads(OpKernelContext* ctx, const LockedVariables<T>& vars, int first, int n,
-                       int groups, std::vector<const T*>* grads, std::vector<index_t>* sizes) {
-  grads->resize(n);
-  sizes->resize(n);
+                       int groups, const std::vector<bool>& sparse, std::vector<const T*>* grads,
+                       std::vector<std::unique_ptr<SparseGrad<T>>>* sparse_grads) {
+  grads->assign(n, nullptr);
+  sparse_grads->clear();
+  sparse_grads->resize(n);
+  int next_indices = first + n;
   for (int k = 0; k < n; ++k) {
     const Tensor& g = ctx->input(first + k);
     if (g.dtype() != DataTypeToEnum<T>::value) {
       return absl::InvalidArgumentError(
           absl::StrCat("pyoptim: gradient ", k, " has another dtype than its variable"));
     }
-    for (int j = 0; j < groups; ++j) {
+    const TensorShape& shape = vars.tensor(k).shape();
+    for (int j = 1; j < groups; ++j) {
       const Tensor& t = vars.tensor(k + j * n);
-      if (!t.shape().IsSameSize(g.shape())) {
+      if (!t.shape().IsSameSize(shape)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "pyoptim: variable input ", k + j * n, " has shape ", t.shape().DebugString(),
-            " but gradient ", k, " has shape ", g.shape().DebugString()));
+            " but variable input ", k, " has shape ", shape.DebugString()));
       }
     }
+    if (sparse[k]) {
+      if (next_indices >= ctx->num_inputs()) {
+        return absl::InvalidArgumentError("pyoptim: fewer indices than sparse gradients");
+      }
+      const Tensor& indices = ctx->input(next_indices++);
+      auto sg = std::make_unique<SparseGrad<T>>();
+      TF_RETURN_IF_ERROR(indices.dtype() == DT_INT32
+                             ? GroupSlices<T, int32_t>(g, indices, shape, k, sg.get())
+                             : GroupSlices<T, int64_t>(g, indices, shape, k, sg.get()));
+      (*sparse_grads)[k] = std::move(sg);
+      continue;
+    }
+    if (!shape.IsSameSize(g.shape())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "pyoptim: variable input ", k, " has shape ", shape.DebugString(), " but gradient ", k,
+          " has shape ", g.shape().DebugString()));
+    }
     (*grads)[k] = g.flat<T>().data();
-    (*sizes)[k] = g.NumElements();
+  }
+  if (next_indices != ctx->num_inputs()) {
+    return absl::InvalidArgumentError("pyoptim: more indices than sparse gradients");
   }
   return absl::OkStatus();
+}
+
+// Each tensor's element count for RunOverTensors: a dense gradient's, a sparse one's table
+// (rows * cols) or, when only its hit rows are updated (`hit_rows_only(k)`), those rows'.
+template <class T, class F>
+std::vector<index_t> Sizes(const LockedVariables<T>& vars,
+                           const std::vector<std::unique_ptr<SparseGrad<T>>>& sparse,
+                           const F& hit_rows_only) {
+  std::vector<index_t> sizes(sparse.size());
+  for (size_t k = 0; k < sparse.size(); ++k) {
+    sizes[k] = vars.tensor(static_cast<int>(k)).NumElements();
+    if (sparse[k] && hit_rows_only(k)) sizes[k] = sparse[k]->hit_rows() * sparse[k]->cols;
+  }
+  return sizes;
 }
 
 // A list(bool) attribute of N entries, or empty (all false).
@@ -443,6 +613,7 @@ class ApplySgdOp : public OpKernel {
     OP_REQUIRES_OK(c, c->GetAttr("nesterov", &nesterov_));
     OP_REQUIRES_OK(c, ReadFlags(c, "decay", n_, &decay_));
     OP_REQUIRES_OK(c, ReadFlags(c, "unit_lr", n_, &unit_lr_));
+    OP_REQUIRES_OK(c, ReadFlags(c, "sparse", n_, &sparse_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -455,16 +626,22 @@ class ApplySgdOp : public OpKernel {
                                                    {"weight_decay", &c.weight_decay},
                                                    {"decay_learning_rate", &c.decay_lr}}));
     std::vector<const T*> g;
-    std::vector<index_t> sizes;
-    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 4, n_, nres / n_, &g, &sizes));
+    std::vector<std::unique_ptr<SparseGrad<T>>> sg;
+    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 4, n_, nres / n_, sparse_, &g, &sg));
     pyoptim::SgdCoeffs<T> unit = c;  // the update's lr is 1, the decay's stays
     unit.lr = T(1);
+    // Sparse with momentum: every row, with S(g * lr) (the op gets g * lr) in the place of
+    // g * lr.  Without momentum: a scatter_sub of the rows present (after the decay of every row).
+    for (auto& s : sg) {
+      if (s && num_momentum_) s->SumSlices(&s->sum, [](T x) { return x; });
+    }
+    const auto sizes = Sizes(vars, sg, [&](size_t k) { return !num_momentum_ && !decay_[k]; });
     if (num_momentum_ == 0) {
-      Run<pyoptim::SgdMode::kPlain>(ctx, vars, g, sizes, c, unit);
+      Run<pyoptim::SgdMode::kPlain>(ctx, vars, g, sg, sizes, c, unit);
     } else if (nesterov_) {
-      Run<pyoptim::SgdMode::kNesterov>(ctx, vars, g, sizes, c, unit);
+      Run<pyoptim::SgdMode::kNesterov>(ctx, vars, g, sg, sizes, c, unit);
     } else {
-      Run<pyoptim::SgdMode::kMomentum>(ctx, vars, g, sizes, c, unit);
+      Run<pyoptim::SgdMode::kMomentum>(ctx, vars, g, sg, sizes, c, unit);
     }
     Count(kSgd, n_);
   }
@@ -472,24 +649,67 @@ class ApplySgdOp : public OpKernel {
  private:
   template <pyoptim::SgdMode kMode>
   void Run(OpKernelContext* ctx, LockedVariables<T>& vars, const std::vector<const T*>& g,
+           const std::vector<std::unique_ptr<SparseGrad<T>>>& sg,
            const std::vector<index_t>& sizes, const pyoptim::SgdCoeffs<T>& c,
            const pyoptim::SgdCoeffs<T>& unit) {
     RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
       T* p = vars.data(k);
       T* m = num_momentum_ ? vars.data(n_ + k) : nullptr;
-      const pyoptim::SgdCoeffs<T>& ck = unit_lr_[k] ? unit : c;
       if (decay_[k]) {
-        pyoptim::sgd_range<T, kMode, true>(p, g[k], m, b, e, ck);
+        Range<kMode, true>(p, m, g[k], sg[k].get(), b, e, unit_lr_[k] ? unit : c, unit);
       } else {
-        pyoptim::sgd_range<T, kMode, false>(p, g[k], m, b, e, ck);
+        Range<kMode, false>(p, m, g[k], sg[k].get(), b, e, unit_lr_[k] ? unit : c, unit);
       }
     });
+  }
+
+  template <pyoptim::SgdMode kMode, bool kDecay>
+  static void Range(T* p, T* m, const T* g, const SparseGrad<T>* s, index_t b, index_t e,
+                    const pyoptim::SgdCoeffs<T>& c, const pyoptim::SgdCoeffs<T>& unit) {
+    using pyoptim::NoGrad;
+    if (s == nullptr) {
+      pyoptim::sgd_loop<T, kMode, kDecay>(p, pyoptim::DenseGrad<T>{g}, m, b, e, c);
+      return;
+    }
+    if constexpr (kMode != pyoptim::SgdMode::kPlain) {
+      s->Walk(
+          b, e,
+          [&](index_t lo, index_t hi) {
+            pyoptim::sgd_loop<T, kMode, kDecay>(p, NoGrad<T>{}, m, lo, hi, unit);
+          },
+          [&](index_t j, index_t off, index_t lo, index_t hi) {
+            pyoptim::sgd_loop<T, kMode, kDecay>(p + off, pyoptim::DenseGrad<T>{&s->sum[j * s->cols]},
+                                                m + off, lo, hi, unit);
+          });
+    } else {
+      // Keras: the decay (every row), then scatter_sub(var, g * lr) one slice after another.
+      auto scatter = [&](index_t j, index_t off, index_t lo, index_t hi) {
+        T* row = p + off;
+        if constexpr (kDecay) {
+          for (index_t i = lo; i < hi; ++i) row[i] = row[i] - row[i] * unit.weight_decay * unit.decay_lr;
+        }
+        for (index_t q = s->start[j]; q < s->start[j + 1]; ++q) {
+          const T* v = s->slice[q];
+          for (index_t i = lo; i < hi; ++i) row[i] = row[i] - v[i];
+        }
+      };
+      if constexpr (kDecay) {
+        s->Walk(
+            b, e,
+            [&](index_t lo, index_t hi) {
+              pyoptim::sgd_loop<T, kMode, true>(p, NoGrad<T>{}, m, lo, hi, unit);
+            },
+            scatter);
+      } else {
+        s->WalkHitRows(b, e, scatter);
+      }
+    }
   }
 
   int n_ = 0;
   int num_momentum_ = 0;
   bool nesterov_ = false;
-  std::vector<bool> decay_, unit_lr_;
+  std::vector<bool> decay_, unit_lr_, sparse_;
 };
 
 template <class T>
@@ -502,6 +722,7 @@ class ApplyRmspropOp : public OpKernel {
     OP_REQUIRES_OK(c, c->GetAttr("rsqrt_mul", &rsqrt_mul_));
     OP_REQUIRES_OK(c, c->GetAttr("epsilon_first", &epsilon_first_));
     OP_REQUIRES_OK(c, ReadFlags(c, "decay", n_, &decay_));
+    OP_REQUIRES_OK(c, ReadFlags(c, "sparse", n_, &sparse_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -517,71 +738,99 @@ class ApplyRmspropOp : public OpKernel {
                                                    {"weight_decay", &c.weight_decay},
                                                    {"decay_learning_rate", &c.decay_lr}}));
     std::vector<const T*> g;
-    std::vector<index_t> sizes;
-    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 7, n_, nres / n_, &g, &sizes));
+    std::vector<std::unique_ptr<SparseGrad<T>>> sg;
+    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 7, n_, nres / n_, sparse_, &g, &sg));
     if (rsqrt_mul_ && std::is_same<T, float>::value && !::pyoptim_graph::kHaveTfRsqrtEmulation) {
       ctx->CtxFailure(absl::UnimplementedError(
           "pyoptim: TensorFlow's float32 Rsqrt is emulated on x86-64 only"));
       return;
     }
+    const T omr = c.one_minus_rho;
+    for (auto& s : sg) {
+      if (!s) continue;
+      s->SumSlices(&s->sum, [omr](T x) { return omr * (x * x); });
+      if (num_centered_) s->SumSlices(&s->sum2, [omr](T x) { return omr * x; });
+    }
+    const auto sizes = Sizes(vars, sg, [](size_t) { return false; });
     if (num_centered_) {
-      DispatchMomentum<true>(ctx, vars, g, sizes, c);
+      DispatchMomentum<true>(ctx, vars, g, sg, sizes, c);
     } else {
-      DispatchMomentum<false>(ctx, vars, g, sizes, c);
+      DispatchMomentum<false>(ctx, vars, g, sg, sizes, c);
     }
     Count(kRmsprop, n_);
   }
 
  private:
+  using Sparse = std::vector<std::unique_ptr<SparseGrad<T>>>;
+
   template <bool kC>
   void DispatchMomentum(OpKernelContext* ctx, LockedVariables<T>& vars,
-                        const std::vector<const T*>& g, const std::vector<index_t>& sizes,
-                        const pyoptim::RmspropCoeffs<T>& c) {
+                        const std::vector<const T*>& g, const Sparse& sg,
+                        const std::vector<index_t>& sizes, const pyoptim::RmspropCoeffs<T>& c) {
     if (num_momentum_) {
-      DispatchGraph<kC, true>(ctx, vars, g, sizes, c);
+      DispatchGraph<kC, true>(ctx, vars, g, sg, sizes, c);
     } else {
-      DispatchGraph<kC, false>(ctx, vars, g, sizes, c);
+      DispatchGraph<kC, false>(ctx, vars, g, sg, sizes, c);
     }
   }
 
   template <bool kC, bool kM>
   void DispatchGraph(OpKernelContext* ctx, LockedVariables<T>& vars,
-                     const std::vector<const T*>& g, const std::vector<index_t>& sizes,
-                     const pyoptim::RmspropCoeffs<T>& c) {
+                     const std::vector<const T*>& g, const Sparse& sg,
+                     const std::vector<index_t>& sizes, const pyoptim::RmspropCoeffs<T>& c) {
     const bool eps_first = epsilon_first_ && kC;
     if (!rsqrt_mul_ && !eps_first) {  // eager Keras: the shared kernel
-      RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
-        T *p, *v, *mom, *avg;
-        Slots(vars, k, &p, &v, &mom, &avg);
-        if (decay_[k]) {
-          pyoptim::rmsprop_range<T, kC, kM, true>(p, g[k], v, mom, avg, b, e, c);
-        } else {
-          pyoptim::rmsprop_range<T, kC, kM, false>(p, g[k], v, mom, avg, b, e, c);
-        }
-      });
+      RunGraph<kC, kM, false, false>(ctx, vars, g, sg, sizes, c);
     } else if (rsqrt_mul_ && eps_first) {
-      RunGraph<kC, kM, true, true>(ctx, vars, g, sizes, c);
+      RunGraph<kC, kM, true, true>(ctx, vars, g, sg, sizes, c);
     } else if (rsqrt_mul_) {
-      RunGraph<kC, kM, true, false>(ctx, vars, g, sizes, c);
+      RunGraph<kC, kM, true, false>(ctx, vars, g, sg, sizes, c);
     } else {
-      RunGraph<kC, kM, false, true>(ctx, vars, g, sizes, c);
+      RunGraph<kC, kM, false, true>(ctx, vars, g, sg, sizes, c);
     }
   }
 
   template <bool kC, bool kM, bool kRsqrt, bool kEpsFirst>
   void RunGraph(OpKernelContext* ctx, LockedVariables<T>& vars, const std::vector<const T*>& g,
-                const std::vector<index_t>& sizes, const pyoptim::RmspropCoeffs<T>& c) {
+                const Sparse& sg, const std::vector<index_t>& sizes,
+                const pyoptim::RmspropCoeffs<T>& c) {
     RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
       T *p, *v, *mom, *avg;
       Slots(vars, k, &p, &v, &mom, &avg);
       if (decay_[k]) {
-        ::pyoptim_graph::rmsprop_graph_range<T, kC, kM, kRsqrt, kEpsFirst, true>(
-            p, g[k], v, mom, avg, b, e, sizes[k], c);
+        Range<kC, kM, kRsqrt, kEpsFirst, true>(p, g[k], sg[k].get(), v, mom, avg, b, e,
+                                               sizes[k], c);
       } else {
-        ::pyoptim_graph::rmsprop_graph_range<T, kC, kM, kRsqrt, kEpsFirst, false>(
-            p, g[k], v, mom, avg, b, e, sizes[k], c);
+        Range<kC, kM, kRsqrt, kEpsFirst, false>(p, g[k], sg[k].get(), v, mom, avg, b, e,
+                                                sizes[k], c);
       }
     });
+  }
+
+  template <bool kC, bool kM, bool kRsqrt, bool kEpsFirst, bool kDecay>
+  static void Range(T* p, const T* g, const SparseGrad<T>* s, T* v, T* mom, T* avg, index_t b,
+                    index_t e, index_t size, const pyoptim::RmspropCoeffs<T>& c) {
+    if (s != nullptr) {
+      // Keras' sparse arithmetic has no rsqrt rewrite (sqrt(d) is gathered before the division).
+      s->Walk(
+          b, e,
+          [&](index_t lo, index_t hi) {
+            pyoptim::rmsprop_loop<T, kC, kM, kDecay, T, pyoptim::NoGrad<T>, kEpsFirst>(
+                p, pyoptim::NoGrad<T>{}, v, mom, avg, lo, hi, c);
+          },
+          [&](index_t j, index_t off, index_t lo, index_t hi) {
+            const index_t row = j * s->cols;
+            pyoptim::rmsprop_sparse_row<T, kC, kM, kDecay, kEpsFirst>(
+                p + off, &s->slice[s->start[j]], s->start[j + 1] - s->start[j], &s->sum[row],
+                kC ? &s->sum2[row] : nullptr, v + off, kM ? mom + off : nullptr,
+                kC ? avg + off : nullptr, lo, hi, c);
+          });
+    } else if constexpr (!kRsqrt && !kEpsFirst) {
+      pyoptim::rmsprop_range<T, kC, kM, kDecay>(p, g, v, mom, avg, b, e, c);
+    } else {
+      ::pyoptim_graph::rmsprop_graph_range<T, kC, kM, kRsqrt, kEpsFirst, kDecay>(
+          p, g, v, mom, avg, b, e, size, c);
+    }
   }
 
   void Slots(LockedVariables<T>& vars, size_t k, T** p, T** v, T** mom, T** avg) const {
@@ -596,7 +845,7 @@ class ApplyRmspropOp : public OpKernel {
   int num_centered_ = 0;
   bool rsqrt_mul_ = false;
   bool epsilon_first_ = false;
-  std::vector<bool> decay_;
+  std::vector<bool> decay_, sparse_;
 };
 
 template <class T>
@@ -606,6 +855,8 @@ class ApplyAdamOp : public OpKernel {
     OP_REQUIRES_OK(c, c->GetAttr("N", &n_));
     OP_REQUIRES_OK(c, ReadSlotCount(c, "num_amsgrad", n_, &num_amsgrad_));
     OP_REQUIRES_OK(c, ReadFlags(c, "decay", n_, &decay_));
+    OP_REQUIRES_OK(c, ReadFlags(c, "sparse", n_, &sparse_));
+    OP_REQUIRES_OK(c, c->GetAttr("lazy", &lazy_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -620,12 +871,21 @@ class ApplyAdamOp : public OpKernel {
                                                    {"learning_rate", &c.lr},
                                                    {"weight_decay", &c.weight_decay}}));
     std::vector<const T*> g;
-    std::vector<index_t> sizes;
-    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, nres / n_, &g, &sizes));
+    std::vector<std::unique_ptr<SparseGrad<T>>> sg;
+    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, nres / n_, sparse_, &g, &sg));
+    // Keras densifies S(g) and S(g * g) (each slice squared before the sum); LazyAdam sums
+    // the slices once and squares the sum, in the rows present only.
+    for (auto& s : sg) {
+      if (!s) continue;
+      s->SumSlices(&s->sum, [](T x) { return x; });
+      if (!lazy_) s->SumSlices(&s->sum2, [](T x) { return x * x; });
+    }
+    // LazyAdam touches the rows present only, unless the variable decays (every row, as Keras).
+    const auto sizes = Sizes(vars, sg, [&](size_t k) { return lazy_ && !decay_[k]; });
     if (num_amsgrad_) {
-      Run<true>(ctx, vars, g, sizes, c);
+      Run<true>(ctx, vars, g, sg, sizes, c);
     } else {
-      Run<false>(ctx, vars, g, sizes, c);
+      Run<false>(ctx, vars, g, sg, sizes, c);
     }
     Count(kAdam, n_);
   }
@@ -633,6 +893,7 @@ class ApplyAdamOp : public OpKernel {
  private:
   template <bool kAmsgrad>
   void Run(OpKernelContext* ctx, LockedVariables<T>& vars, const std::vector<const T*>& g,
+           const std::vector<std::unique_ptr<SparseGrad<T>>>& sg,
            const std::vector<index_t>& sizes, const pyoptim::AdamCoeffs<T>& c) {
     RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
       T* p = vars.data(k);
@@ -640,16 +901,58 @@ class ApplyAdamOp : public OpKernel {
       T* v = vars.data(2 * n_ + k);
       T* vhat = kAmsgrad ? vars.data(3 * n_ + k) : nullptr;
       if (decay_[k]) {
-        pyoptim::adam_range<T, kAmsgrad, true>(p, g[k], m, v, vhat, b, e, c);
+        Range<kAmsgrad, true>(p, g[k], sg[k].get(), m, v, vhat, b, e, c);
       } else {
-        pyoptim::adam_range<T, kAmsgrad, false>(p, g[k], m, v, vhat, b, e, c);
+        Range<kAmsgrad, false>(p, g[k], sg[k].get(), m, v, vhat, b, e, c);
       }
     });
   }
 
+  template <bool kAmsgrad, bool kDecay>
+  void Range(T* p, const T* g, const SparseGrad<T>* s, T* m, T* v, T* vhat, index_t b,
+             index_t e, const pyoptim::AdamCoeffs<T>& c) const {
+    if (s == nullptr) {
+      pyoptim::adam_loop<T, kAmsgrad, kDecay>(p, pyoptim::DenseGrad<T>{g}, m, v, vhat, b, e, c);
+      return;
+    }
+    auto hit = [&](index_t j, index_t off, index_t lo, index_t hi) {
+      const T* sum = &s->sum[j * s->cols];
+      T* vh = kAmsgrad ? vhat + off : nullptr;
+      if (lazy_) {
+        pyoptim::adam_loop<T, kAmsgrad, kDecay>(p + off, pyoptim::DenseGrad<T>{sum}, m + off,
+                                                v + off, vh, lo, hi, c);
+      } else {
+        pyoptim::adam_loop<T, kAmsgrad, kDecay>(
+            p + off, pyoptim::SummedGrad<T>{sum, &s->sum2[j * s->cols]}, m + off, v + off, vh,
+            lo, hi, c);
+      }
+    };
+    if (lazy_ && !kDecay) {
+      s->WalkHitRows(b, e, hit);
+    } else if (lazy_) {
+      // The rows no slice hits only decay: p - p * wd * lr, the same expression as Adam's.
+      const pyoptim::SgdCoeffs<T> decay_only{T(1), T(0), c.weight_decay, c.lr};
+      s->Walk(
+          b, e,
+          [&](index_t lo, index_t hi) {
+            pyoptim::sgd_loop<T, pyoptim::SgdMode::kPlain, true>(p, pyoptim::NoGrad<T>{}, nullptr,
+                                                                 lo, hi, decay_only);
+          },
+          hit);
+    } else {
+      s->Walk(
+          b, e,
+          [&](index_t lo, index_t hi) {
+            pyoptim::adam_loop<T, kAmsgrad, kDecay>(p, pyoptim::NoGrad<T>{}, m, v, vhat, lo, hi, c);
+          },
+          hit);
+    }
+  }
+
   int n_ = 0;
   int num_amsgrad_ = 0;
-  std::vector<bool> decay_;
+  bool lazy_ = false;
+  std::vector<bool> decay_, sparse_;
 };
 
 class KernelCallsOp : public OpKernel {
