@@ -18,6 +18,9 @@
 #   with keras.optimizers, so TensorFlow runs under the preloaded ASan runtime too
 #   (it works: no reports from TF).  SANITIZE_TESTS overrides the list.
 #   test_large.py is skipped unless SANITIZE_LARGE=1 (8 GiB under ASan).
+# * Before the tests: tests/cross/sparse_fuzz.cpp (the TensorFlow op's sparse-gradient pass,
+#   pyoptim/keras/_op/sparse_rows.hpp, with random index sets and block boundaries) built with
+#   the same sanitizers and run; a mismatch or a report fails the run.
 # * Environment: PYTHON (default: python3 on PATH), CXX (default: g++; must be the
 #   compiler CMake uses, so that its libasan matches), SANITIZE_JOBS (build jobs).
 set -euo pipefail
@@ -59,6 +62,13 @@ if [ ! -e "$libasan" ]; then
   echo "sanitize: $CXX_BIN -print-file-name=libasan.so gave '$libasan', which does not exist" >&2
   exit 2
 fi
+
+echo "== sanitize: the op's sparse-gradient pass (tests/cross/sparse_fuzz.cpp) under the sanitizers"
+"$CXX_BIN" -std=c++17 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+  -ffp-contract=off -fno-math-errno -fopenmp-simd -I"$ROOT/csrc" -I"$ROOT/pyoptim/keras/_op" \
+  "$ROOT/tests/cross/sparse_fuzz.cpp" -o "$WORK/sparse_fuzz"
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  "$WORK/sparse_fuzz" 1000
 
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 # libstdc++ is preloaded too: CPython does not link it, and ASan resolves the real

@@ -12,6 +12,8 @@ slices' order, as the op's always is."""
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -23,7 +25,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import pyoptim.keras as pk  # noqa: E402
-from pyoptim.keras import _loader  # noqa: E402
+import pyoptim  # noqa: E402
+from pyoptim.keras import _build, _loader  # noqa: E402
 
 ROWS, COLS = 50, 16
 
@@ -240,6 +243,28 @@ def test_fuzz_random_index_sets():
             results.append([table.numpy()] + [v.numpy() for v in opt.variables])
         if valid:
             _assert_same(*results)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("isa", [i for i in pyoptim.config.config()["isas_supported"]
+                                 if i in _build._ISA_FLAGS])
+def test_sparse_pass_fuzz_under_each_isa(isa, tmp_path):
+    """tests/cross/sparse_fuzz.cpp: the op's sparse pass (pyoptim/keras/_op/sparse_rows.hpp) with
+    random index sets and random block boundaries, built with the op's flags for each instruction
+    set this CPU runs, equals a scalar transcription of Keras' semantics in every element
+    (tests/sanitize.sh runs it under AddressSanitizer + UBSan too)."""
+    exe = tmp_path / "sparse_fuzz"
+    build = subprocess.run(_build.compiler() + ["-std=c++17"] + _build._KERNEL_FLAGS
+                           + _build._ISA_FLAGS[isa] + [f"-I{ROOT / 'csrc'}",
+                                                       f"-I{ROOT / 'pyoptim' / 'keras' / '_op'}",
+                                                       str(ROOT / "tests" / "cross" / "sparse_fuzz.cpp"),
+                                                       "-o", str(exe)],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(exe), "300", "7"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "0 mismatches" in run.stdout, run.stdout[-3000:]
 
 
 # -- LazyAdam -----------------------------------------------------------------------------------

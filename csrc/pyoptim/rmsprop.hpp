@@ -88,6 +88,39 @@ inline void rmsprop_range(P* PYOPTIM_RESTRICT p, const P* PYOPTIM_RESTRICT g,
                                                     c);
 }
 
+// Rows a tf.IndexedSlices gradient does not hit, without momentum or decay: rmsprop_loop with a
+// zero gradient, except that the parameter is read and written only where Keras' increment
+// (lr * 0) / sqrt(d) is not +0 (NaN where d is 0 or NaN): elsewhere p - (+0) == p, bit for bit.
+// A second loop, run only if the first saw such an element, recomputes the increment from the
+// stored v and a (the same bits) and applies it.
+template <class T, bool kCentered, bool kEpsFirst = false>
+inline void rmsprop_unhit_loop(T* PYOPTIM_RESTRICT p, T* PYOPTIM_RESTRICT v,
+                               T* PYOPTIM_RESTRICT avg, index_t begin, index_t end,
+                               const RmspropCoeffs<T>& c) {
+  const T lr = c.lr, rho = c.rho, omr = c.one_minus_rho, eps = c.epsilon, zero = T(0);
+  auto increment = [&](T vi, T ai) {
+    return (lr * zero) / std::sqrt(rmsprop_denominator<T, kCentered, kEpsFirst>(vi, ai, eps));
+  };
+  int touches = 0;
+  _Pragma("omp simd reduction(|:touches)")
+  for (index_t i = begin; i < end; ++i) {
+    const T vi = rho * v[i] + omr * (zero * zero);
+    v[i] = vi;
+    T ai = zero;
+    if constexpr (kCentered) {
+      ai = rho * avg[i] + omr * zero;
+      avg[i] = ai;
+    }
+    const T inc = increment(vi, ai);
+    touches |= static_cast<int>(!(inc == zero) || std::signbit(inc));
+  }
+  if (!touches) return;
+  for (index_t i = begin; i < end; ++i) {
+    const T inc = increment(v[i], kCentered ? avg[i] : zero);
+    if (!(inc == zero) || std::signbit(inc)) p[i] = p[i] - inc;
+  }
+}
+
 // Columns [begin, end) of one row hit by a tf.IndexedSlices gradient, as Keras computes it:
 // g[0 .. count) point at the slices hitting the row (in index order), sv and sa at the row's
 // sums S((1 - rho) g^2) and S((1 - rho) g) (from +0.0, in index order); p, v, mom and avg at

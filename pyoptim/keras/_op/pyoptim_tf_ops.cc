@@ -46,12 +46,15 @@
 #include "pyoptim/segments.hpp"  // kParallelMinElements, kChunkAlign
 #include "pyoptim/sgd.hpp"
 #include "rmsprop_graph.hpp"
+#include "sparse_rows.hpp"
 
 namespace tensorflow {
 namespace pyoptim_tf {
 
 using CPUDevice = Eigen::ThreadPoolDevice;
 using pyoptim::index_t;
+using pyoptim_sparse::GroupRows;
+using pyoptim_sparse::SparseGrad;
 using shape_inference::InferenceContext;
 using shape_inference::ShapeHandle;
 
@@ -402,60 +405,6 @@ absl::Status ReadScalars(OpKernelContext* ctx, int first,
   return absl::OkStatus();
 }
 
-// A tf.IndexedSlices gradient of a variable seen as [rows, cols]: its slices grouped by row.
-template <class T>
-struct SparseGrad {
-  index_t rows = 0, cols = 0;
-  std::vector<index_t> row;      // the distinct rows hit, ascending
-  std::vector<index_t> start;    // row[j]'s slices are slice[start[j] .. start[j + 1])
-  std::vector<const T*> slice;   // each slice's values, by row, in index order within a row
-  std::vector<T> sum, sum2;      // per distinct row, sums the optimizer asks for (SumSlices)
-
-  index_t hit_rows() const { return static_cast<index_t>(row.size()); }
-
-  // out[j * cols + c] = +0.0 + f(first slice of row[j])[c] + ... in index order, as
-  // unsorted_segment_sum adds them.
-  template <class F>
-  void SumSlices(std::vector<T>* out, const F& f) const {
-    out->assign(static_cast<size_t>(hit_rows() * cols), T(0));
-    for (index_t j = 0; j < hit_rows(); ++j) {
-      T* acc = out->data() + j * cols;
-      for (index_t q = start[j]; q < start[j + 1]; ++q) {
-        const T* g = slice[q];
-        for (index_t c = 0; c < cols; ++c) acc[c] = acc[c] + f(g[c]);
-      }
-    }
-  }
-
-  // Runs gap(begin, end) over the runs of elements [lo, hi) of the [rows, cols] table that no
-  // slice hits, and hit(j, offset, begin, end) over each hit row's part (offset: where row[j]
-  // starts; begin and end relative to it), in order.
-  template <class Gap, class Hit>
-  void Walk(index_t lo, index_t hi, const Gap& gap, const Hit& hit) const {
-    size_t j = std::lower_bound(row.begin(), row.end(), lo / cols) - row.begin();
-    index_t pos = lo;
-    for (; j < row.size() && row[j] * cols < hi; ++j) {
-      const index_t offset = row[j] * cols;
-      const index_t b = std::max(lo, offset), e = std::min(hi, offset + cols);
-      if (pos < b) gap(pos, b);
-      hit(static_cast<index_t>(j), offset, b - offset, e - offset);
-      pos = e;
-    }
-    if (pos < hi) gap(pos, hi);
-  }
-
-  // Runs hit(j, offset, begin, end) over the parts of the hit rows that elements [lo, hi) of
-  // the hit rows laid end to end (hit_rows() * cols elements) cover.
-  template <class Hit>
-  void WalkHitRows(index_t lo, index_t hi, const Hit& hit) const {
-    for (index_t j = lo / cols; j < hit_rows() && j * cols < hi; ++j) {
-      const index_t b = std::max(lo, j * cols) - j * cols;
-      const index_t e = std::min(hi, (j + 1) * cols) - j * cols;
-      hit(j, row[j] * cols, b, e);
-    }
-  }
-};
-
 // Checks a sparse gradient (values, indices) against variable input k's shape and groups its
 // slices by row.  Every index is checked before anything is written.
 template <class T, class Index>
@@ -479,33 +428,15 @@ absl::Status GroupSlices(const Tensor& values, const Tensor& indices, const Tens
         shape.DebugString()));
   }
   const index_t n = indices.dim_size(0);
-  out->rows = shape.dim_size(0);
-  out->cols = out->rows > 0 ? shape.num_elements() / out->rows : 0;
-  const auto idx = indices.flat<Index>();
-  std::vector<index_t> rows(n);
-  for (index_t q = 0; q < n; ++q) {
-    const index_t r = static_cast<index_t>(idx(q));
-    if (r < 0 || r >= out->rows) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "pyoptim: indices[", q, "] = ", r, " of gradient ", k, " is out of range [0, ",
-          out->rows, ")"));
-    }
-    rows[q] = r;
+  const index_t rows = shape.dim_size(0);
+  const index_t cols = rows > 0 ? shape.num_elements() / rows : 0;
+  const Index* idx = indices.flat<Index>().data();
+  const index_t bad = GroupRows<T, Index>(idx, n, rows, cols, values.flat<T>().data(), out);
+  if (bad >= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pyoptim: indices[", bad, "] = ", static_cast<int64_t>(idx[bad]), " of gradient ", k,
+        " is out of range [0, ", rows, ")"));
   }
-  std::vector<index_t> order(n);
-  for (index_t q = 0; q < n; ++q) order[q] = q;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](index_t a, index_t b) { return rows[a] < rows[b]; });
-  const T* data = values.flat<T>().data();
-  out->slice.resize(n);
-  for (index_t q = 0; q < n; ++q) {
-    out->slice[q] = data + order[q] * out->cols;
-    if (q == 0 || rows[order[q]] != rows[order[q - 1]]) {
-      out->row.push_back(rows[order[q]]);
-      out->start.push_back(q);
-    }
-  }
-  out->start.push_back(n);
   return absl::OkStatus();
 }
 
@@ -568,8 +499,8 @@ std::vector<index_t> Sizes(const LockedVariables<T>& vars,
                            const F& hit_rows_only) {
   std::vector<index_t> sizes(sparse.size());
   for (size_t k = 0; k < sparse.size(); ++k) {
-    sizes[k] = vars.tensor(static_cast<int>(k)).NumElements();
-    if (sparse[k] && hit_rows_only(k)) sizes[k] = sparse[k]->hit_rows() * sparse[k]->cols;
+    sizes[k] = sparse[k] ? sparse[k]->Extent(hit_rows_only(k))
+                         : vars.tensor(static_cast<int>(k)).NumElements();
   }
   return sizes;
 }
@@ -630,12 +561,12 @@ class ApplySgdOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 4, n_, nres / n_, sparse_, &g, &sg));
     pyoptim::SgdCoeffs<T> unit = c;  // the update's lr is 1, the decay's stays
     unit.lr = T(1);
-    // Sparse with momentum: every row, with S(g * lr) (the op gets g * lr) in the place of
-    // g * lr.  Without momentum: a scatter_sub of the rows present (after the decay of every row).
     for (auto& s : sg) {
-      if (s && num_momentum_) s->SumSlices(&s->sum, [](T x) { return x; });
+      if (s) pyoptim_sparse::SgdSums(s.get(), num_momentum_ > 0);
     }
-    const auto sizes = Sizes(vars, sg, [&](size_t k) { return !num_momentum_ && !decay_[k]; });
+    const auto sizes = Sizes(vars, sg, [&](size_t k) {
+      return pyoptim_sparse::SgdHitRowsOnly(num_momentum_ > 0, decay_[k]);
+    });
     if (num_momentum_ == 0) {
       Run<pyoptim::SgdMode::kPlain>(ctx, vars, g, sg, sizes, c, unit);
     } else if (nesterov_) {
@@ -666,43 +597,10 @@ class ApplySgdOp : public OpKernel {
   template <pyoptim::SgdMode kMode, bool kDecay>
   static void Range(T* p, T* m, const T* g, const SparseGrad<T>* s, index_t b, index_t e,
                     const pyoptim::SgdCoeffs<T>& c, const pyoptim::SgdCoeffs<T>& unit) {
-    using pyoptim::NoGrad;
     if (s == nullptr) {
       pyoptim::sgd_loop<T, kMode, kDecay>(p, pyoptim::DenseGrad<T>{g}, m, b, e, c);
-      return;
-    }
-    if constexpr (kMode != pyoptim::SgdMode::kPlain) {
-      s->Walk(
-          b, e,
-          [&](index_t lo, index_t hi) {
-            pyoptim::sgd_loop<T, kMode, kDecay>(p, NoGrad<T>{}, m, lo, hi, unit);
-          },
-          [&](index_t j, index_t off, index_t lo, index_t hi) {
-            pyoptim::sgd_loop<T, kMode, kDecay>(p + off, pyoptim::DenseGrad<T>{&s->sum[j * s->cols]},
-                                                m + off, lo, hi, unit);
-          });
     } else {
-      // Keras: the decay (every row), then scatter_sub(var, g * lr) one slice after another.
-      auto scatter = [&](index_t j, index_t off, index_t lo, index_t hi) {
-        T* row = p + off;
-        if constexpr (kDecay) {
-          for (index_t i = lo; i < hi; ++i) row[i] = row[i] - row[i] * unit.weight_decay * unit.decay_lr;
-        }
-        for (index_t q = s->start[j]; q < s->start[j + 1]; ++q) {
-          const T* v = s->slice[q];
-          for (index_t i = lo; i < hi; ++i) row[i] = row[i] - v[i];
-        }
-      };
-      if constexpr (kDecay) {
-        s->Walk(
-            b, e,
-            [&](index_t lo, index_t hi) {
-              pyoptim::sgd_loop<T, kMode, true>(p, NoGrad<T>{}, m, lo, hi, unit);
-            },
-            scatter);
-      } else {
-        s->WalkHitRows(b, e, scatter);
-      }
+      pyoptim_sparse::SgdRange<T, kMode, kDecay>(p, m, *s, b, e, unit);
     }
   }
 
@@ -745,11 +643,8 @@ class ApplyRmspropOp : public OpKernel {
           "pyoptim: TensorFlow's float32 Rsqrt is emulated on x86-64 only"));
       return;
     }
-    const T omr = c.one_minus_rho;
     for (auto& s : sg) {
-      if (!s) continue;
-      s->SumSlices(&s->sum, [omr](T x) { return omr * (x * x); });
-      if (num_centered_) s->SumSlices(&s->sum2, [omr](T x) { return omr * x; });
+      if (s) pyoptim_sparse::RmspropSums(s.get(), c.one_minus_rho, num_centered_ > 0);
     }
     const auto sizes = Sizes(vars, sg, [](size_t) { return false; });
     if (num_centered_) {
@@ -811,20 +706,7 @@ class ApplyRmspropOp : public OpKernel {
   static void Range(T* p, const T* g, const SparseGrad<T>* s, T* v, T* mom, T* avg, index_t b,
                     index_t e, index_t size, const pyoptim::RmspropCoeffs<T>& c) {
     if (s != nullptr) {
-      // Keras' sparse arithmetic has no rsqrt rewrite (sqrt(d) is gathered before the division).
-      s->Walk(
-          b, e,
-          [&](index_t lo, index_t hi) {
-            pyoptim::rmsprop_loop<T, kC, kM, kDecay, T, pyoptim::NoGrad<T>, kEpsFirst>(
-                p, pyoptim::NoGrad<T>{}, v, mom, avg, lo, hi, c);
-          },
-          [&](index_t j, index_t off, index_t lo, index_t hi) {
-            const index_t row = j * s->cols;
-            pyoptim::rmsprop_sparse_row<T, kC, kM, kDecay, kEpsFirst>(
-                p + off, &s->slice[s->start[j]], s->start[j + 1] - s->start[j], &s->sum[row],
-                kC ? &s->sum2[row] : nullptr, v + off, kM ? mom + off : nullptr,
-                kC ? avg + off : nullptr, lo, hi, c);
-          });
+      pyoptim_sparse::RmspropRange<T, kC, kM, kEpsFirst, kDecay>(p, *s, v, mom, avg, b, e, c);
     } else if constexpr (!kRsqrt && !kEpsFirst) {
       pyoptim::rmsprop_range<T, kC, kM, kDecay>(p, g, v, mom, avg, b, e, c);
     } else {
@@ -873,15 +755,12 @@ class ApplyAdamOp : public OpKernel {
     std::vector<const T*> g;
     std::vector<std::unique_ptr<SparseGrad<T>>> sg;
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, nres / n_, sparse_, &g, &sg));
-    // Keras densifies S(g) and S(g * g) (each slice squared before the sum); LazyAdam sums
-    // the slices once and squares the sum, in the rows present only.
     for (auto& s : sg) {
-      if (!s) continue;
-      s->SumSlices(&s->sum, [](T x) { return x; });
-      if (!lazy_) s->SumSlices(&s->sum2, [](T x) { return x * x; });
+      if (s) pyoptim_sparse::AdamSums(s.get(), lazy_);
     }
-    // LazyAdam touches the rows present only, unless the variable decays (every row, as Keras).
-    const auto sizes = Sizes(vars, sg, [&](size_t k) { return lazy_ && !decay_[k]; });
+    const auto sizes = Sizes(vars, sg, [&](size_t k) {
+      return pyoptim_sparse::AdamHitRowsOnly(lazy_, decay_[k]);
+    });
     if (num_amsgrad_) {
       Run<true>(ctx, vars, g, sg, sizes, c);
     } else {
@@ -915,38 +794,7 @@ class ApplyAdamOp : public OpKernel {
       pyoptim::adam_loop<T, kAmsgrad, kDecay>(p, pyoptim::DenseGrad<T>{g}, m, v, vhat, b, e, c);
       return;
     }
-    auto hit = [&](index_t j, index_t off, index_t lo, index_t hi) {
-      const T* sum = &s->sum[j * s->cols];
-      T* vh = kAmsgrad ? vhat + off : nullptr;
-      if (lazy_) {
-        pyoptim::adam_loop<T, kAmsgrad, kDecay>(p + off, pyoptim::DenseGrad<T>{sum}, m + off,
-                                                v + off, vh, lo, hi, c);
-      } else {
-        pyoptim::adam_loop<T, kAmsgrad, kDecay>(
-            p + off, pyoptim::SummedGrad<T>{sum, &s->sum2[j * s->cols]}, m + off, v + off, vh,
-            lo, hi, c);
-      }
-    };
-    if (lazy_ && !kDecay) {
-      s->WalkHitRows(b, e, hit);
-    } else if (lazy_) {
-      // The rows no slice hits only decay: p - p * wd * lr, the same expression as Adam's.
-      const pyoptim::SgdCoeffs<T> decay_only{T(1), T(0), c.weight_decay, c.lr};
-      s->Walk(
-          b, e,
-          [&](index_t lo, index_t hi) {
-            pyoptim::sgd_loop<T, pyoptim::SgdMode::kPlain, true>(p, pyoptim::NoGrad<T>{}, nullptr,
-                                                                 lo, hi, decay_only);
-          },
-          hit);
-    } else {
-      s->Walk(
-          b, e,
-          [&](index_t lo, index_t hi) {
-            pyoptim::adam_loop<T, kAmsgrad, kDecay>(p, pyoptim::NoGrad<T>{}, m, v, vhat, lo, hi, c);
-          },
-          hit);
-    }
+    pyoptim_sparse::AdamRange<T, kAmsgrad, kDecay>(p, *s, m, v, vhat, b, e, c, lazy_);
   }
 
   int n_ = 0;
