@@ -1,7 +1,11 @@
 """End to end: ``model.fit`` epoch and step time with pyoptim.keras against keras.optimizers,
 over the model zoo of ``zoo.py`` (pipeline, heavy, many_small, transformer) and the
 optimizers SGD (momentum 0.9), RMSprop, Adam and AdamW (hyperparameters in
-``problems.HYPER``).
+``problems.HYPER``), and the sparse-gradient ``embedding`` model with Adam, RMSprop (momentum
+0.9), SGD (momentum 0.9 and none) and LazyAdam (``problems.SPARSE_OPTIMIZERS``; each model's
+``ModelSpec.optimizers``).  keras.optimizers has no LazyAdam: its ``keras`` and
+``keras.no_update`` rows run keras.optimizers.Adam (``impl_tf.KERAS_BASELINE``; each row records
+its ``optimizer_class``).
 
 Implementations (:class:`Variant`): ``pyoptim.keras`` and ``keras`` (keras.optimizers) with
 Keras' default compile settings (``jit_compile`` resolves to False for these models on CPU;
@@ -13,8 +17,9 @@ floor under any optimizer, so that ``keras / keras.no_update`` is the most that 
 gain on that model.
 
 A (model, optimizer) cell runs only when pyoptim.keras has that optimizer (e.g.
-``pyoptim.keras.AdamW`` may not exist yet): otherwise every row of the cell is recorded with
-``skipped: true`` and the reason, and nothing is timed (there would be no ratio to report).
+``pyoptim.keras.AdamW`` or ``LazyAdam`` may not exist yet): otherwise every row of the cell is
+recorded with ``skipped: true`` and the reason, and nothing is timed (there would be no ratio to
+report).
 When pyoptim.keras is unavailable altogether the other implementations still run.
 
 Per cell, each implementation gets its own model (same initial weights, ``shuffle=False``)
@@ -51,15 +56,15 @@ class Variant:
 
 
 def e2e_plan(quick: bool, optimizers: Sequence[str], models: Sequence[str]) -> List[Tuple[str, str]]:
-    """(model, optimizer) cells to run, in order.  Full: every model with every optimizer.
-    Quick: every optimizer on ``pipeline``, Adam on the other models (traces dominate)."""
-    plan = []
-    for model in models:
-        for opt in optimizers:
-            if not quick or model == "pipeline" or opt == "adam":
-                plan.append((model, opt))
-    if quick and not plan:  # e.g. --e2e-optimizers sgd --e2e-models heavy
-        plan = [(models[0], optimizers[0])] if models and optimizers else []
+    """(model, optimizer) cells to run, in order: of ``optimizers``, those each model takes
+    (``ModelSpec.optimizers``).  Full: all of them.  Quick: those of ``ModelSpec.quick_optimizers``
+    (every optimizer on ``pipeline`` and ``embedding``, Adam on the other models: traces
+    dominate).  Empty when no model takes any of ``optimizers``."""
+    specs = {s.name: s for s in model_specs(quick)}
+    plan = [(m, o) for m in models for o in optimizers if o in specs[m].optimizers]
+    if quick:
+        shrunk = [(m, o) for m, o in plan if o in specs[m].quick_optimizers]
+        plan = shrunk or plan[:1]  # e.g. --e2e-optimizers sgd --e2e-models heavy
     return plan
 
 
@@ -101,8 +106,7 @@ def _time_cell(keras: Any, spec: ModelSpec, opt: str, variants: Sequence[Variant
     for v in variants:
         model = spec.build(keras)
         model.set_weights(init)
-        model.compile(optimizer=v.classes[opt](**HYPER[opt]), loss="sparse_categorical_crossentropy",
-                      **v.compile_kwargs)
+        model.compile(optimizer=v.classes[opt](**HYPER[opt]), loss=spec.loss, **v.compile_kwargs)
         timer = _EpochTimer(keras)
         model.fit(x, y, batch_size=spec.batch_size, epochs=1, shuffle=False, verbose=0)  # trace
         runs[v.name] = (model, timer)
@@ -126,6 +130,8 @@ def _summary(spec: ModelSpec, opt: str, size: Tuple[int, int], rows: List[Dict[s
     for name, r in timed.items():
         out[f"{name}_step_s"] = r["step_median_s"]
     pk = timed.get(PYOPTIM)
+    for name, r in timed.items():
+        out[f"{name}_class"] = r["optimizer_class"]
     for name in ("keras", "keras.xla"):
         if pk and name in timed:
             out[f"{name}_over_pyoptim"] = timed[name]["step_median_s"] / pk["step_median_s"]
@@ -174,7 +180,8 @@ def run_e2e(keras: Any, variants: Sequence[Variant], plan: Sequence[Tuple[str, s
                            "epoch_iqr_s": st.iqr_s, "epoch_min_s": st.min_s, "epochs_timed": st.samples,
                            "step_median_s": st.median_s / spec.steps_per_epoch,
                            "final_loss": float(model.evaluate(*data, batch_size=256, verbose=0)),
-                           "jit_compile": bool(model.jit_compile)}
+                           "jit_compile": bool(model.jit_compile),
+                           "optimizer_class": type(model.optimizer).__name__}
                     counts = getattr(model.optimizer, "path_counts", None)
                     if callable(counts):
                         row["path_counts"] = counts()
@@ -188,5 +195,6 @@ def run_e2e(keras: Any, variants: Sequence[Variant], plan: Sequence[Tuple[str, s
         log(f"  e2e {spec.name}: {time.perf_counter() - t_model:.1f} s")
     return {"models": [{"name": s.name, "description": s.description, "rows": s.rows,
                         "batch_size": s.batch_size, "steps_per_epoch": s.steps_per_epoch, "xla": s.xla,
+                        "loss": s.loss, "optimizers": list(s.optimizers),
                         "variables": sizes[s.name][0], "parameters": sizes[s.name][1]} for s in used],
             "results": results, "summary": summary}

@@ -125,7 +125,8 @@ def keras_step(keras_module: Any, optimizer_cls: Any, data: Data, hyper: Dict[st
     tf = _TF["tf"]
     keras = _TF["keras"]
     variables = [keras.Variable(p, dtype="float32") for p in data.params]
-    grads = [tf.constant(g) for g in data.grads]
+    # A tf.IndexedSlices (the sparse cases of bench/sparse_apply.py) is applied as it is.
+    grads = [g if isinstance(g, tf.IndexedSlices) else tf.constant(g) for g in data.grads]
     opt = optimizer_cls(**hyper)
     opt.build(variables)
 
@@ -143,7 +144,12 @@ def keras_step(keras_module: Any, optimizer_cls: Any, data: Data, hyper: Dict[st
     return step
 
 
-CLASS_NAMES: Dict[str, str] = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
+CLASS_NAMES: Dict[str, str] = {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW",
+                               "sgd_no_momentum": "SGD", "rmsprop_momentum": "RMSprop", "lazyadam": "LazyAdam"}
+
+#: keras.optimizers classes that stand in for a pyoptim.keras class Keras does not have: the
+#: keras (and keras.no_update) rows of ``lazyadam`` run keras.optimizers.Adam.
+KERAS_BASELINE: Dict[str, str] = {"lazyadam": "Adam"}
 
 
 def missing_class_reason(optimizer: str) -> str:
@@ -154,8 +160,18 @@ def missing_class_reason(optimizer: str) -> str:
 
 def keras_classes(module: Any) -> Dict[str, Any]:
     """Optimizer classes of ``keras.optimizers`` (or pyoptim.keras) by benchmark name;
-    ``adamw`` only when the module has ``AdamW``."""
+    ``adamw`` only when the module has ``AdamW``, ``lazyadam`` only when it has ``LazyAdam``."""
     return {k: getattr(module, v) for k, v in CLASS_NAMES.items() if hasattr(module, v)}
+
+
+def baseline_classes(module: Any) -> Dict[str, Any]:
+    """:func:`keras_classes` of ``keras.optimizers``, plus the stand-ins of
+    :data:`KERAS_BASELINE` for what it lacks (``lazyadam``: keras.optimizers.Adam)."""
+    classes = keras_classes(module)
+    for k, v in KERAS_BASELINE.items():
+        if k not in classes and hasattr(module, v):
+            classes[k] = getattr(module, v)
+    return classes
 
 
 class _NoUpdate:
@@ -190,13 +206,17 @@ def no_update_classes(module: Any) -> Dict[str, Any]:
     optimizer on that model (forward, backward, Keras' apply bookkeeping): Keras' step time
     over it is the most that any faster update could gain."""
     return {k: type(f"NoUpdate{cls.__name__}", (_NoUpdate, cls), {})
-            for k, cls in keras_classes(module).items()}
+            for k, cls in baseline_classes(module).items()}
 
 
 class KerasOptimizers(_TFImpl):
     name = "keras"
     description = "keras.optimizers.SGD / RMSprop / Adam: apply_gradients inside tf.function"
     eager = False
+
+    def classes(self) -> Dict[str, Any]:
+        """Optimizer classes by benchmark name (``lazyadam``: keras.optimizers.Adam)."""
+        return baseline_classes(_TF["keras"].optimizers)
 
     def make(self, optimizer: str, case: Case, data: Data) -> Step:
         cls = keras_classes(_TF["keras"].optimizers)[optimizer]
@@ -240,6 +260,10 @@ class PyoptimKeras(_TFImpl):
             self.reason = f"pyoptim.keras lacks {', '.join(missing)}"
             return
         self._pk = pk
+
+    def classes(self) -> Dict[str, Any]:
+        """pyoptim.keras' optimizer classes by benchmark name (absent ones are missing)."""
+        return keras_classes(self._pk)
 
     def make(self, optimizer: str, case: Case, data: Data) -> Step:
         classes = keras_classes(self._pk)

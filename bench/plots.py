@@ -161,6 +161,11 @@ def _one(micro, opt, case, impl) -> Optional[Dict[str, Any]]:
     return None
 
 
+#: Tick labels of the zoo's optimizers whose names are long (the embedding model's).
+E2E_TICKS = {"sgd_no_momentum": "sgd\n(no momentum)", "rmsprop_momentum": "rmsprop\n(momentum)",
+             "lazyadam": "lazyadam\n(keras: Adam)"}
+
+
 def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
     """Bars: median model.fit step time (epoch / steps) per model and optimizer, per
     implementation; skipped cells (e.g. no pyoptim.keras.AdamW) are left out."""
@@ -169,7 +174,7 @@ def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
     plt = _plt()
     res = [r for r in e2e.get("results", []) if not r.get("skipped")]
     models = list(dict.fromkeys(r["model"] for r in res))
-    cols = min(2, len(models))  # the zoo's four models as a 2 x 2 grid
+    cols = min(2, len(models))  # the zoo's five models on a grid of 2 columns
     nrows = -(-len(models) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 3.6 * nrows + 0.6), squeeze=False)
     for ax in axes.flat[len(models):]:
@@ -191,7 +196,7 @@ def plot_e2e(e2e: Dict[str, Any], path: str, title: str) -> None:
                    label=impl + (" (jit_compile=True)" if impl == "keras.xla" else ""),
                    color=STYLE.get(impl, ("#bcbd22",))[0])
         ax.set_xticks(x)
-        ax.set_xticklabels(opts)
+        ax.set_xticklabels([E2E_TICKS.get(o, o) for o in opts], fontsize=8 if len(opts) > 4 else None)
         ax.set_ylabel("step time (ms)")
         params = rows[0]["parameters"] if rows else 0
         nvars = rows[0].get("variables", 0) if rows else 0

@@ -21,10 +21,23 @@ HYPER: Dict[str, Dict[str, float]] = {
     "adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
     # keras.optimizers.AdamW's defaults (weight_decay 0.004); model.fit zoo and AdamW-vs-Adam only.
     "adamw": {"learning_rate": 0.001, "weight_decay": 0.004, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+    # The sparse-gradient cases (the zoo's embedding model, bench/sparse_apply.py) also take these:
+    "sgd_no_momentum": {"learning_rate": 0.01},
+    "rmsprop_momentum": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.9, "epsilon": 1e-7},
+    # pyoptim.keras.LazyAdam (Adam's arguments); its keras.optimizers baseline is Adam.
+    "lazyadam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
 }
 
-#: Optimizers of the model.fit zoo (the per-step micro benchmark does OPTIMIZERS).
-E2E_OPTIMIZERS: Tuple[str, ...] = ("sgd", "rmsprop", "adam", "adamw")
+#: Optimizers of the sparse-gradient cases (an Embedding's ``tf.IndexedSlices`` gradient): the zoo's
+#: ``embedding`` model and the apply_gradients comparison of ``bench/sparse_apply.py``.
+SPARSE_OPTIMIZERS: Tuple[str, ...] = ("adam", "rmsprop_momentum", "sgd", "sgd_no_momentum", "lazyadam")
+
+#: Optimizers of the model.fit zoo (the per-step micro benchmark does OPTIMIZERS); each model runs
+#: those of its ``ModelSpec.optimizers`` (the dense models the first four, ``embedding``
+#: SPARSE_OPTIMIZERS).
+E2E_OPTIMIZERS: Tuple[str, ...] = ("sgd", "rmsprop", "adam", "adamw", "sgd_no_momentum", "rmsprop_momentum",
+                                   "lazyadam")
+DENSE_E2E_OPTIMIZERS: Tuple[str, ...] = ("sgd", "rmsprop", "adam", "adamw")
 
 #: State arrays per optimizer for these hyperparameters (Keras' slot names).
 STATE_NAMES: Dict[str, Tuple[str, ...]] = {

@@ -118,12 +118,14 @@ def _ratio(name: str, measured: Optional[float], meaning: str, detail: str = "")
 
 
 def headline_ratios(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
-                    adamw: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+                    adamw: Optional[Dict[str, Any]],
+                    sparse: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """The ratios [fused-step] asks one run to measure (reported, no threshold):
     apply_gradients of the multi-tensor Adam case in tf.function and eagerly (keras.optimizers
     / pyoptim.keras), the Keras path against the NumPy API at the largest single tensor
-    (pyoptim.keras / pyoptim.fn), AdamW / Adam per pyoptim API, and the model.fit step of every
-    zoo (model, optimizer) (keras.optimizers / pyoptim.keras)."""
+    (pyoptim.keras / pyoptim.fn), AdamW / Adam per pyoptim API, apply_gradients of the sparse
+    (tf.IndexedSlices) case per optimizer and mode (keras.optimizers / pyoptim.keras), and the
+    model.fit step of every zoo (model, optimizer) (keras.optimizers / pyoptim.keras)."""
     out: List[Dict[str, Any]] = []
     multi = sorted({(r["n_elements"], r["case"]) for r in micro if r["optimizer"] == "adam" and r["n_tensors"] > 1})
     for _, case in multi[-1:]:
@@ -143,9 +145,17 @@ def headline_ratios(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
             why = next((x.get("reason") for x in adamw["rows"] if x["impl"] == impl and not x["available"]), None)
             out.append(_ratio(f"adamw_over_adam_{adamw['case']}_{impl}", r, "AdamW step / Adam step (x)",
                               "" if r is not None else f"not measured: {why}"))
+    if sparse:
+        for opt, modes in sparse["keras_over_pyoptim"].items():
+            for mode, r in modes.items():
+                out.append(_ratio(f"sparse_apply_{opt}_{mode}", r,
+                                  "keras / pyoptim.keras, apply_gradients of one IndexedSlices (x)",
+                                  _sparse_detail(sparse, opt, mode)))
     for s in (e2e or {}).get("summary", []):
         name = f"fit_step_{s['model']}_{s['optimizer']}"
         detail = f"{s['variables']} variables, {s['parameters']:,} parameters"
+        if s.get("keras_class") and s.get("pyoptim.keras_class") and s["keras_class"] != s["pyoptim.keras_class"]:
+            detail += f"; keras.optimizers.{s['keras_class']} vs pyoptim.keras.{s['pyoptim.keras_class']}"
         if s.get("skipped"):
             out.append(_ratio(name, None, "keras step / pyoptim.keras step (x)", f"skipped: {s['reason']}"))
             continue
@@ -165,6 +175,59 @@ def ratios_table(ratios: List[Dict[str, Any]]) -> str:
         m = "-" if r["measured"] is None else f"{r['measured']:.2f}x"
         detail = f"  [{r['detail']}]" if r.get("detail") else ""
         lines.append(f"{r['name']:<44} {m:>8}  {r['meaning']}{detail}")
+    return "\n".join(lines)
+
+
+_SPARSE_MODES = {"tf.function": ("keras", "pyoptim.keras"), "eager": ("keras.eager", "pyoptim.keras.eager")}
+
+
+def _sparse_cell(sparse: Dict[str, Any], opt: str, mode: str) -> tuple:
+    """(keras row, pyoptim.keras row) of one optimizer and mode (None when not in the run)."""
+    k, p = _SPARSE_MODES[mode]
+    rows = {r["impl"]: r for r in sparse["rows"] if r["optimizer"] == opt}
+    return rows.get(k), rows.get(p)
+
+
+def _sparse_detail(sparse: Dict[str, Any], opt: str, mode: str) -> str:
+    """Both medians, the classes when they differ (LazyAdam vs Adam), whether pyoptim.keras
+    ran Keras' update for the sparse gradient, or why a row is not measured."""
+    k, p = _sparse_cell(sparse, opt, mode)
+    parts = []
+    for row in (k, p):
+        if row is not None and not row.get("available"):
+            parts.append(f"{row['impl']} not measured: {row.get('reason')}")
+    if k and p and k.get("available") and p.get("available"):
+        parts.append(f"{fmt_time(k['median_s'])} / {fmt_time(p['median_s'])}")
+    if k and k.get("stand_in_for"):
+        parts.append(f"keras.optimizers.{k['optimizer_class']} vs pyoptim.keras.{k['stand_in_for']}")
+    if p and p.get("available") and p.get("fast_path") is False:
+        parts.append("pyoptim.keras ran Keras' update (fallback)")
+    return "; ".join(parts)
+
+
+def sparse_table(sparse: Optional[Dict[str, Any]]) -> str:
+    """Per optimizer and mode: pyoptim.keras' and keras.optimizers' median step and the ratio."""
+    if not sparse:
+        return ""
+    title = (f"== sparse gradient: apply_gradients of one tf.IndexedSlices ({sparse['indices']} Zipf ids, "
+             f"{sparse['unique_indices']} distinct) to a {sparse['case']} float32 table (median step; "
+             f"'keras/pyoptim' > 1: pyoptim faster) ==")
+    lines = ["", title, f"{'optimizer':<16} {'mode':<11} {'pyoptim.keras':>13} {'keras':>10} {'keras/pyoptim':>13}"]
+    for opt, modes in sparse["keras_over_pyoptim"].items():
+        for mode, ratio in modes.items():
+            k, p = _sparse_cell(sparse, opt, mode)
+            cells = [fmt_time(r["median_s"]) if r and r.get("available") else "-" for r in (p, k)]
+            shown = f"{ratio:.2f}x" if ratio is not None else "-"
+            if p and p.get("missing_class"):  # neither timed: no pyoptim.keras class to compare with
+                notes = [f"skipped: {p['missing_class']}"]
+            else:
+                notes = [f"{r['impl']}: {r.get('reason')}" for r in (p, k) if r is not None and not r.get("available")]
+            if k and k.get("stand_in_for"):
+                notes.append(f"keras: keras.optimizers.{k['optimizer_class']}, which has no {k['stand_in_for']}")
+            if p and p.get("available") and p.get("fast_path") is False:
+                notes.append("pyoptim.keras: Keras' update (fallback)")
+            lines.append(f"{opt:<16} {mode:<11} {cells[0]:>13} {cells[1]:>10} {shown:>13}"
+                         + (f"  ({'; '.join(notes)})" if notes else ""))
     return "\n".join(lines)
 
 
@@ -228,11 +291,11 @@ def e2e_table(e2e: Optional[Dict[str, Any]]) -> str:
     if not e2e.get("results"):
         return f"\n== model.fit epoch time: unavailable ({e2e.get('unavailable', 'no result')}) =="
     lines = ["", "== model.fit (median over epochs; step = epoch / steps; 'vs pyoptim' = time / pyoptim.keras' time) ==",
-             f"{'model':<11} {'vars':>4} {'params':>11} {'optimizer':<8} {'implementation':<15} {'epoch':>10} "
+             f"{'model':<11} {'vars':>4} {'params':>11} {'optimizer':<16} {'implementation':<15} {'epoch':>10} "
              f"{'step':>10} {'IQR':>10} {'vs pyoptim':>10}"]
     res = e2e["results"]
     for r in res:
-        head = f"{r['model']:<11} {r['variables']:>4} {r['parameters']:>11,} {r['optimizer']:<8} {r['impl']:<15}"
+        head = f"{r['model']:<11} {r['variables']:>4} {r['parameters']:>11,} {r['optimizer']:<16} {r['impl']:<15}"
         if r.get("skipped"):
             lines.append(f"{head} skipped: {r['reason']}")
             continue
@@ -241,6 +304,15 @@ def e2e_table(e2e: Optional[Dict[str, Any]]) -> str:
         ratio = f"{r['epoch_median_s'] / ref['epoch_median_s']:.2f}x" if ref else "-"
         lines.append(f"{head} {fmt_time(r['epoch_median_s']):>10} {fmt_time(r['step_median_s']):>10} "
                      f"{fmt_time(r['epoch_iqr_s']):>10} {ratio:>10}")
+    stand_ins = {}
+    for r in res:
+        pk = next((x for x in res if x["model"] == r["model"] and x["optimizer"] == r["optimizer"]
+                   and x["impl"] == "pyoptim.keras" and x.get("optimizer_class")), None)
+        if r["impl"] == "keras" and pk and r.get("optimizer_class") and r["optimizer_class"] != pk["optimizer_class"]:
+            stand_ins[r["optimizer"]] = (pk["optimizer_class"], r["optimizer_class"])
+    for opt, (mine, theirs) in stand_ins.items():
+        lines.append(f"({opt}: keras.optimizers has no {mine}; its keras and keras.no_update rows run "
+                     f"keras.optimizers.{theirs})")
     if e2e.get("unavailable"):
         lines.append(f"(pyoptim.keras unavailable: {e2e['unavailable']})")
     return "\n".join(lines)

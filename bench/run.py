@@ -2,7 +2,7 @@
 """pyoptim's benchmark suite: one command.
 
     python bench/run.py                 # full suite (several minutes), results in bench/results/
-    python bench/run.py --quick         # smoke test, under a minute (what CI runs)
+    python bench/run.py --quick         # smoke test, about a minute (what CI runs)
     python bench/run.py --out DIR       # results.json, table.txt and PNG plots in DIR
 
 Per optimizer (SGD with momentum, RMSprop, Adam), float32, per size (1, 1e3 ... 1e7
@@ -11,9 +11,16 @@ stateful multi-tensor), pyoptim.keras and keras.optimizers (apply_gradients in a
 tf.function, and eagerly), TF's fused kernels (tf.raw_ops.ResourceApply*), plain NumPy,
 torch.optim (foreach and fused, if torch is installed) and the memory roofline (a C loop
 with the same traffic, compiled here); then AdamW's step against Adam's per pyoptim API;
-then model.fit epoch and step times with pyoptim.keras and keras.optimizers over the model
-zoo (pipeline, heavy, many_small, transformer) x (SGD, RMSprop, Adam, AdamW).  See
+then apply_gradients of a sparse gradient (tf.IndexedSlices, 1280 Zipf ids into a 200000 x 64
+table) with pyoptim.keras and keras.optimizers (Adam, RMSprop and SGD with momentum, SGD,
+LazyAdam vs Adam); then model.fit epoch and step times with pyoptim.keras and
+keras.optimizers over the model zoo (pipeline, heavy, many_small, transformer) x (SGD,
+RMSprop, Adam, AdamW) and the embedding model x the sparse optimizers.  See
 bench/README.md for the method and every column.
+
+Only the sparse-gradient parts, quickly:
+
+    python bench/run.py --quick --no-micro --no-adamw --e2e-models embedding
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: sizes 1, 1e4, 1e6 and 10x1e3, few rounds, AdamW-vs-Adam at 1e5, shrunk zoo "
-                         "(every optimizer on pipeline, Adam on the others)")
+                         "(every optimizer on pipeline and embedding, Adam on the others)")
     ap.add_argument("--out", metavar="DIR", default=None,
                     help="directory for results.json, table.txt and the PNGs (default: bench/results)")
     ap.add_argument("--threads", type=int, default=None,
@@ -59,14 +66,18 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                          "stalls of parallel regions (see README)")
     ap.add_argument("--e2e-rounds", type=int, default=None, help="timed epochs per implementation (default 9; quick 2)")
     ap.add_argument("--e2e-models", default=None,
-                    help="comma-separated subset of the model.fit zoo: pipeline,heavy,many_small,transformer "
-                         "(default: all)")
+                    help="comma-separated subset of the model.fit zoo: pipeline,heavy,many_small,transformer,"
+                         "embedding (default: all)")
     ap.add_argument("--e2e-optimizers", default=None,
-                    help="comma-separated subset of sgd,rmsprop,adam,adamw for the model.fit zoo (default: all; "
-                         "quick runs every optimizer on pipeline and Adam on the other models)")
+                    help="comma-separated subset of sgd,rmsprop,adam,adamw (the dense models) and "
+                         "sgd,adam,sgd_no_momentum,rmsprop_momentum,lazyadam (embedding) for the model.fit zoo "
+                         "(default: all; quick runs every optimizer on pipeline and embedding and Adam on the "
+                         "other models)")
     ap.add_argument("--adamw-size", type=float, default=None,
                     help="elements of the AdamW-vs-Adam step comparison (default 1e7; quick 1e5)")
     ap.add_argument("--no-adamw", action="store_true", help="skip the AdamW-vs-Adam step comparison")
+    ap.add_argument("--no-sparse", action="store_true",
+                    help="skip the sparse-gradient (tf.IndexedSlices) apply_gradients comparison")
     ap.add_argument("--no-e2e", action="store_true", help="skip the model.fit benchmark")
     ap.add_argument("--no-micro", action="store_true", help="skip the per-step benchmark")
     ap.add_argument("--no-plots", action="store_true", help="write no PNG")
@@ -117,7 +128,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from impl_base import Unavailable
     from impl_numpy import NumpyPlain, PyoptimFunctional, PyoptimStateful, Roofline
     from impl_tf import (KerasEager, KerasOptimizers, KerasXLA, PyoptimKeras, PyoptimKerasEager, TFRawOps,
-                         init_tensorflow, keras_classes, missing_class_reason, no_update_classes, tf_threads)
+                         baseline_classes, init_tensorflow, keras_classes, missing_class_reason, no_update_classes,
+                         tf_threads)
     from impl_torch import TorchOptim, torch_threads
 
     import pyoptim
@@ -144,6 +156,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if bad or not e2e_models:
         print(f"error: --e2e-models: unknown {', '.join(bad) or '(none given)'} "
               f"(choose from {', '.join(zoo.MODEL_NAMES)})", file=sys.stderr)
+        return 2
+    from e2e import e2e_plan
+
+    plan = e2e_plan(quick, e2e_opts, e2e_models)
+    if not plan and not args.no_e2e:
+        print(f"error: --e2e-optimizers: none of {', '.join(e2e_opts)} runs on {', '.join(e2e_models)} "
+              "(" + "; ".join(f"{s.name}: {', '.join(s.optimizers)}" for s in zoo.model_specs(quick)
+                               if s.name in e2e_models) + ")", file=sys.stderr)
         return 2
     if args.adamw_size is not None and args.adamw_size < 1:
         print("error: --adamw-size must be >= 1", file=sys.stderr)
@@ -249,6 +269,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         gc.collect()
     phases["adamw_s"] = time.perf_counter() - t_phase
     t_phase = time.perf_counter()
+    sparse_result = None
+    if not args.no_sparse:
+        import sparse_apply as sparse_bench
+
+        sparse_impls = [i for i in impls if i.name in sparse_bench.IMPLS]
+        if sparse_impls:
+            sparse_result = sparse_bench.run_sparse(sparse_impls, rounds=rounds, min_sample_s=min_sample_s,
+                                                    budget_s=budget, sample_warmup=args.sample_warmup, log=log)
+        gc.collect()
+    phases["sparse_s"] = time.perf_counter() - t_phase
+    t_phase = time.perf_counter()
     e2e = None
     if not args.no_e2e:
         err = init_tensorflow(threads)
@@ -257,7 +288,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             import keras
 
-            from e2e import FLOOR, Variant, e2e_plan, run_e2e
+            from e2e import FLOOR, Variant, run_e2e
 
             variants: List[Any] = []
             pk_impl = next((i for i in impls if i.name == "pyoptim.keras"), None) or PyoptimKeras(threads)
@@ -267,12 +298,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 pk_classes = keras_classes(pk_impl._pk)
                 missing = {o: missing_class_reason(o) for o in problems.E2E_OPTIMIZERS if o not in pk_classes}
                 variants.append(Variant("pyoptim.keras", pk_classes, missing))
-            variants.append(Variant("keras", keras_classes(keras.optimizers)))
+            variants.append(Variant("keras", baseline_classes(keras.optimizers)))  # lazyadam: Adam
             variants.append(Variant(FLOOR, no_update_classes(keras.optimizers)))
             if not quick:
                 variants.append(Variant("keras.xla", keras_classes(keras.optimizers),
                                         compile_kwargs={"jit_compile": True}, xla=True))
-            plan = e2e_plan(quick, e2e_opts, e2e_models)
             e2e = run_e2e(keras, variants, plan, quick, e2e_rounds, log=log)
             if pk_impl.reason is not None:
                 e2e["unavailable"] = pk_impl.reason
@@ -303,6 +333,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "e2e_models": e2e_models,
             "e2e_optimizers": e2e_opts,
             "adamw_size": None if args.no_adamw else adamw_size,
+            "sparse_optimizers": None if args.no_sparse else list(problems.SPARSE_OPTIMIZERS),
             "method": "warm-up; samples of >= min_sample_s (batched steps), each preceded by sample_warmup "
                       "untimed samples of the same implementation; round-robin interleaving of all "
                       "implementations per round with rotating order; median, quartiles, IQR",
@@ -311,10 +342,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         "implementations": {i.name: i.info() for i in impls},
         "micro": micro,
         "adamw": adamw_result,
+        "sparse": sparse_result,
         "e2e": e2e,
     }
     results["targets"] = report.targets(micro, e2e, adamw_result)
-    results["ratios"] = report.headline_ratios(micro, e2e, adamw_result)
+    results["ratios"] = report.headline_ratios(micro, e2e, adamw_result, sparse_result)
     results["machine"]["load_average_end"] = machine.load_average()
     results["duration_s"] = round(time.time() - t_start, 2)
     results["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
@@ -322,6 +354,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     table = "\n".join([
         report.micro_table(micro, optimizers, [c.label for c in cases], impl_names) if micro else "",
         report.adamw_table(adamw_result),
+        report.sparse_table(sparse_result),
         report.e2e_table(e2e),
         report.ratios_table(results["ratios"]),
         report.targets_table(results["targets"]),

@@ -13,6 +13,12 @@ their sizes (full and ``--quick``).
   floats) -> Dense(128) -> 12 x [MultiHeadAttention(4 heads, key_dim 32) + residual ->
   LayerNormalization -> Dense(256, ReLU) -> Dense(128) + residual -> LayerNormalization] ->
   GlobalAveragePooling1D -> Dense(10, softmax); 196 variables, 1.59M parameters.
+* ``embedding``: a sparse-gradient model: Input(20 token ids, Zipf-distributed) ->
+  Embedding(200000, 64) -> GlobalAveragePooling1D -> Dense(64, ReLU) -> Dense(1, sigmoid),
+  binary cross-entropy; 5 variables, 12.8M parameters, nearly all in the table, whose gradient
+  is a ``tf.IndexedSlices`` of 64 x 20 rows (a few hundred distinct ids).  It runs the sparse
+  optimizers (``problems.SPARSE_OPTIMIZERS``: Adam, RMSprop with momentum, SGD with and
+  without momentum, LazyAdam against keras.optimizers.Adam) instead of the dense models' four.
 
 Rows and batch sizes are chosen so that one epoch is a handful of steps (a full zoo run
 takes minutes on 2 cores); ``--quick`` shrinks every model (fewer layers / blocks, fewer
@@ -21,9 +27,10 @@ rows) so that the smoke test traces each train function in about a second.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
+from problems import DENSE_E2E_OPTIMIZERS, SPARSE_OPTIMIZERS
 
 Arrays = Tuple[np.ndarray, np.ndarray]
 
@@ -41,6 +48,12 @@ class ModelSpec:
     #: Whether the ``keras.xla`` variant (``jit_compile=True``) runs on it: XLA compiles the
     #: whole train step, which takes tens of seconds per optimizer for the deep zoo models.
     xla: bool = True
+    #: ``model.compile``'s loss.
+    loss: str = "sparse_categorical_crossentropy"
+    #: The optimizers (``problems.HYPER`` names) this model runs with.
+    optimizers: Tuple[str, ...] = DENSE_E2E_OPTIMIZERS
+    #: Those of them a ``--quick`` run takes (its smoke test traces every cell's train function).
+    quick_optimizers: Tuple[str, ...] = ("adam",)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -121,13 +134,51 @@ def transformer_data(rows: int, seq: int = 32, features: int = 16) -> Arrays:
     return x, y
 
 
-MODEL_NAMES: Tuple[str, ...] = ("pipeline", "heavy", "many_small", "transformer")
+#: The embedding model's vocabulary, sequence length and width; bench/sparse_apply.py times one step of
+#: its table's update alone (a batch of 64 rows: 1280 ids).
+VOCAB, SEQ, DIM, BATCH = 200_000, 20, 64, 64
+ZIPF_A = 1.3
+
+
+def zipf_ids(rng: np.random.Generator, shape: Any, vocab: int = VOCAB) -> np.ndarray:
+    """Token ids ``rng.zipf(1.3, shape) % vocab`` (int32): a few ids take most of a batch (id 1
+    about 25%), as words do, so that a batch's 1280 ids hold a few hundred distinct ones."""
+    return (rng.zipf(ZIPF_A, size=shape) % vocab).astype(np.int32)
+
+
+def embedding(keras: Any, vocab: int = VOCAB, seq: int = SEQ, dim: int = DIM) -> Any:
+    return keras.Sequential([
+        keras.Input((seq,), dtype="int32"),
+        keras.layers.Embedding(vocab, dim),
+        keras.layers.GlobalAveragePooling1D(),
+        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ])
+
+
+def embedding_data(rows: int, seq: int = SEQ) -> Arrays:
+    """Zipf-distributed ids (:func:`zipf_ids`, seed 5); binary labels: the first id's parity."""
+    rng = np.random.default_rng(5)
+    x = zipf_ids(rng, (rows, seq))
+    y = (x[:, 0] % 2).astype(np.float32)
+    return x, y
+
+
+MODEL_NAMES: Tuple[str, ...] = ("pipeline", "heavy", "many_small", "transformer", "embedding")
+
+_EMBEDDING = ("Input(20 Zipf ids) -> Embedding(200000, 64) -> GlobalAveragePooling1D -> Dense(64, ReLU) -> "
+              "Dense(1, sigmoid), binary cross-entropy; ")
+
+
+#: The embedding model: sparse optimizers, binary cross-entropy, no ``keras.xla`` variant.
+_EMBEDDING_KW: Dict[str, Any] = {"xla": False, "loss": "binary_crossentropy", "optimizers": SPARSE_OPTIMIZERS,
+                                 "quick_optimizers": SPARSE_OPTIMIZERS}
 
 
 def model_specs(quick: bool) -> List[ModelSpec]:
     """The zoo, in :data:`MODEL_NAMES` order; ``quick`` shrinks every model but the pipeline."""
     specs = [ModelSpec("pipeline", "Input(10) -> Dense(64, ReLU) -> Dense(3, softmax); 1000 rows, batch 32",
-                       1000, 32, pipeline, pipeline_data)]
+                       1000, 32, pipeline, pipeline_data, quick_optimizers=DENSE_E2E_OPTIMIZERS)]
     if quick:
         specs += [
             ModelSpec("heavy", "Input(16 ids) -> Embedding(1000, 32) -> Flatten -> Dense(1024, ReLU) -> "
@@ -140,6 +191,8 @@ def model_specs(quick: bool) -> List[ModelSpec]:
                                      "Dense(256, ReLU) -> Dense(128) + res -> LN] -> avg pool -> Dense(10, softmax); "
                                      "32 rows, batch 16 (quick: 2 blocks instead of 12)",
                       32, 16, lambda k: transformer(k, blocks=2), transformer_data, xla=False),
+            ModelSpec("embedding", _EMBEDDING + "256 rows, batch 64 (quick: 256 rows instead of 1024)",
+                      256, BATCH, embedding, embedding_data, **_EMBEDDING_KW),
         ]
     else:
         specs += [
@@ -152,5 +205,7 @@ def model_specs(quick: bool) -> List[ModelSpec]:
                                      "Dense(256, ReLU) -> Dense(128) + res -> LN] -> avg pool -> Dense(10, softmax); "
                                      "64 rows, batch 16",
                       64, 16, transformer, transformer_data, xla=False),
+            ModelSpec("embedding", _EMBEDDING + "1024 rows, batch 64", 1024, BATCH, embedding, embedding_data,
+                      **_EMBEDDING_KW),
         ]
     return specs

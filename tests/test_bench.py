@@ -110,18 +110,27 @@ def test_quick_e2e_zoo(quick_run):
     res = json.loads((out / "results.json").read_text())
     e2e = res["e2e"]
     models = {m["name"]: m for m in e2e["models"]}
-    assert list(models) == ["pipeline", "heavy", "many_small", "transformer"]
+    assert list(models) == ["pipeline", "heavy", "many_small", "transformer", "embedding"]
     # quick sizes: 10-layer MLP (2 * 10 + 2 variables), 2-block encoder (16 * 2 + 4)
     assert models["many_small"]["variables"] == 22 and models["transformer"]["variables"] == 36
     assert models["pipeline"]["parameters"] == (10 + 1) * 64 + (64 + 1) * 3 and models["pipeline"]["rows"] == 1000
-    assert not models["many_small"]["xla"] and not models["transformer"]["xla"]
+    assert not models["many_small"]["xla"] and not models["transformer"]["xla"] and not models["embedding"]["xla"]
+    # the sparse-gradient model: Embedding(200000, 64) + Dense(64) + Dense(1), its own optimizers and loss
+    assert models["embedding"]["parameters"] == 200_000 * 64 + (64 + 1) * 64 + (64 + 1)
+    assert models["embedding"]["variables"] == 5 and models["embedding"]["batch_size"] == 64
+    assert models["embedding"]["loss"] == "binary_crossentropy"
+    assert models["embedding"]["optimizers"] == ["adam", "rmsprop_momentum", "sgd", "sgd_no_momentum", "lazyadam"]
+    assert models["heavy"]["optimizers"] == ["sgd", "rmsprop", "adam", "adamw"]
     rows = e2e["results"]
-    # quick plan: every optimizer on the pipeline, Adam on the others; pyoptim.keras and keras
+    # quick plan: every optimizer on the pipeline and the embedding model, Adam on the others;
+    # pyoptim.keras and keras
     want = [("pipeline", o) for o in ("sgd", "rmsprop", "adam", "adamw")] + \
-           [(m, "adam") for m in ("heavy", "many_small", "transformer")]
+           [(m, "adam") for m in ("heavy", "many_small", "transformer")] + \
+           [("embedding", o) for o in ("sgd", "adam", "sgd_no_momentum", "rmsprop_momentum", "lazyadam")]
     assert [(s["model"], s["optimizer"]) for s in e2e["summary"]] == want
     pk_available = res["implementations"]["pyoptim.keras"]["available"]
-    has_adamw = _pyoptim_keras_has(res, "AdamW")
+    missing = {opt: cls for opt, cls in (("adamw", "AdamW"), ("lazyadam", "LazyAdam"))
+               if pk_available and not _pyoptim_keras_has(res, cls)}
     for model, opt in want:
         cell = {r["impl"]: r for r in rows if r["model"] == model and r["optimizer"] == opt}
         summary = next(s for s in e2e["summary"] if (s["model"], s["optimizer"]) == (model, opt))
@@ -129,10 +138,10 @@ def test_quick_e2e_zoo(quick_run):
                              else {"keras", "keras.no_update"}), cell
         for r in cell.values():
             assert r["variables"] == models[model]["variables"] and r["parameters"] == models[model]["parameters"]
-        if opt == "adamw" and pk_available and not has_adamw:
-            # recorded, not timed: no pyoptim.keras.AdamW to compare with
-            assert all(r["skipped"] and "AdamW" in r["reason"] for r in cell.values()), cell
-            assert summary["skipped"] and "AdamW" in summary["reason"]
+        if opt in missing:
+            # recorded, not timed: no pyoptim.keras.AdamW / LazyAdam to compare with
+            assert all(r["skipped"] and missing[opt] in r["reason"] for r in cell.values()), cell
+            assert summary["skipped"] and missing[opt] in summary["reason"]
             continue
         for r in cell.values():
             assert r["skipped"] is False
@@ -142,11 +151,17 @@ def test_quick_e2e_zoo(quick_run):
             assert math.isfinite(r["final_loss"])
         # the floor's steps update nothing: its model ends where it started, Keras' trains
         assert cell["keras.no_update"]["final_loss"] != cell["keras"]["final_loss"]
+        # keras.optimizers has no LazyAdam: its keras rows run Adam (and the floor NoUpdateAdam)
+        keras_cls = {"sgd_no_momentum": "SGD", "rmsprop_momentum": "RMSprop", "lazyadam": "Adam"}.get(
+            opt, {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}.get(opt))
+        assert cell["keras"]["optimizer_class"] == summary["keras_class"] == keras_cls
+        assert cell["keras.no_update"]["optimizer_class"] == "NoUpdate" + keras_cls
         assert math.isclose(summary["keras_over_floor"],
                             cell["keras"]["step_median_s"] / cell["keras.no_update"]["step_median_s"],
                             rel_tol=1e-12)
         if pk_available:
             assert cell["pyoptim.keras"]["path_counts"]["fast"] > 0
+            assert cell["pyoptim.keras"]["optimizer_class"] == ("LazyAdam" if opt == "lazyadam" else keras_cls)
             assert math.isclose(summary["keras_over_pyoptim"],
                                 cell["keras"]["step_median_s"] / cell["pyoptim.keras"]["step_median_s"],
                                 rel_tol=1e-12)
@@ -176,6 +191,91 @@ def test_quick_micro_eager_and_adamw(quick_run):
             assert ratio is None
 
 
+def test_quick_sparse_apply_gradients(quick_run):
+    """The sparse-gradient comparison: one tf.IndexedSlices of 1280 Zipf ids into a 200000 x 64
+    table, per optimizer, keras.optimizers vs pyoptim.keras, in tf.function and eagerly."""
+    out, _ = quick_run
+    res = json.loads((out / "results.json").read_text())
+    sp = res["sparse"]
+    opts = ["adam", "rmsprop_momentum", "sgd", "sgd_no_momentum", "lazyadam"]
+    assert res["settings"]["sparse_optimizers"] == opts
+    assert sp["case"] == "200000x64" and sp["table_shape"] == [200_000, 64] and sp["indices"] == 64 * 20
+    assert 1 < sp["unique_indices"] < sp["indices"]  # Zipf: many repeated ids
+    impls = ("pyoptim.keras", "keras", "pyoptim.keras.eager", "keras.eager")
+    cells = {(r["optimizer"], r["impl"]): r for r in sp["rows"]}
+    assert set(cells) == {(o, i) for o in opts for i in impls} and len(cells) == len(sp["rows"])
+    pk_available = res["implementations"]["pyoptim.keras"]["available"]
+    has_lazy = _pyoptim_keras_has(res, "LazyAdam")
+    for (opt, impl), r in cells.items():
+        assert r["mode"] == ("eager" if impl.endswith(".eager") else "tf.function")
+        assert r["hyperparameters"] == res["settings"]["hyperparameters"][opt]
+        if opt == "lazyadam" and pk_available and not has_lazy:
+            # no pyoptim.keras.LazyAdam: its rows say why, Keras' Adam is not timed (no ratio)
+            assert not r["available"] and "LazyAdam" in r["reason"], r
+            assert r["reason"].startswith("not timed") == impl.startswith("keras"), r
+            continue
+        if impl.startswith("pyoptim") and not pk_available:
+            assert not r["available"] and r["reason"], r
+            continue
+        assert r["available"], r
+        assert _finite_positive(r["median_s"]) and r["samples"] >= 3
+        assert r["min_s"] <= r["q1_s"] <= r["median_s"] <= r["q3_s"] <= r["max_s"], r
+        if impl.startswith("pyoptim"):
+            assert isinstance(r["fast_path"], bool) and set(r["path_counts"]) >= {"fast", "fallback"}
+            keras_cls = cells[(opt, "keras")]["optimizer_class"]
+            assert r["optimizer_class"] == ("LazyAdam" if opt == "lazyadam" else keras_cls)
+        else:  # keras.optimizers has no LazyAdam: Adam stands in
+            assert r["optimizer_class"] == {"adam": "Adam", "rmsprop_momentum": "RMSprop", "sgd": "SGD",
+                                            "sgd_no_momentum": "SGD", "lazyadam": "Adam"}[opt]
+            assert r.get("stand_in_for") == ("LazyAdam" if opt == "lazyadam" else None)
+    assert list(sp["keras_over_pyoptim"]) == opts
+    for opt, modes in sp["keras_over_pyoptim"].items():
+        assert list(modes) == ["tf.function", "eager"]
+        for mode, ratio in modes.items():
+            k, p = (("keras", "pyoptim.keras") if mode == "tf.function" else ("keras.eager", "pyoptim.keras.eager"))
+            if cells[(opt, p)]["available"]:
+                assert math.isclose(ratio, cells[(opt, k)]["median_s"] / cells[(opt, p)]["median_s"], rel_tol=1e-12)
+            else:
+                assert ratio is None
+    ratios = {r["name"]: r for r in res["ratios"]}
+    for opt in opts:
+        for mode in ("tf.function", "eager"):
+            assert ratios[f"sparse_apply_{opt}_{mode}"]["measured"] == sp["keras_over_pyoptim"][opt][mode]
+    table = (out / "table.txt").read_text()
+    assert "== sparse gradient: apply_gradients of one tf.IndexedSlices (1280 Zipf ids" in table
+    if has_lazy:
+        assert "keras: keras.optimizers.Adam, which has no LazyAdam" in table
+
+
+def test_sparse_case_and_missing_class():
+    """The sparse case's ids repeat (Zipf) and stay in the table; a pyoptim.keras without
+    LazyAdam gives the row a reason naming it, and keras.optimizers' stand-in is Adam."""
+    sparse = _bench_import("sparse_apply")
+    impl_tf = _bench_import("impl_tf")
+    case = sparse.make_case()
+    ids = case["indices"]
+    assert ids.dtype == np.int32 and ids.shape == (1280,) and ids.min() >= 0 and ids.max() < 200_000
+    assert case["table"].shape == (200_000, 64) and case["values"].shape == (1280, 64)
+    assert np.unique(ids).size < 640 and np.mean(ids == 1) > 0.1  # a few ids take most of the batch
+
+    class Keras:  # stands for keras.optimizers: no LazyAdam
+        SGD, RMSprop, Adam, AdamW = "SGD", "RMSprop", "Adam", "AdamW"
+
+    class Old:  # a pyoptim.keras from before LazyAdam
+        SGD, RMSprop, Adam, AdamW = "SGD", "RMSprop", "Adam", "AdamW"
+
+    assert "lazyadam" not in impl_tf.keras_classes(Old)
+    assert impl_tf.baseline_classes(Keras)["lazyadam"] == "Adam"
+    assert impl_tf.keras_classes(Keras)["sgd_no_momentum"] == "SGD"
+    assert "LazyAdam" in impl_tf.missing_class_reason("lazyadam")
+    e2e = _bench_import("e2e")
+    spec = next(s for s in _bench_import("zoo").model_specs(quick=True) if s.name == "embedding")
+    why = impl_tf.missing_class_reason("lazyadam")
+    old = e2e.Variant("pyoptim.keras", impl_tf.keras_classes(Old), {"lazyadam": why})
+    assert "LazyAdam" in e2e._skip_reason(spec, "lazyadam", [old])
+    assert e2e._skip_reason(spec, "adam", [old]) is None
+
+
 def test_quick_ratios_and_targets(quick_run):
     out, _ = quick_run
     res = json.loads((out / "results.json").read_text())
@@ -183,7 +283,9 @@ def test_quick_ratios_and_targets(quick_run):
     for name in ("apply_gradients_adam_10x1e3_tf.function", "apply_gradients_adam_10x1e3_eager",
                  "keras_path_vs_numpy_adam_1e6", "adamw_over_adam_1e5_pyoptim.fn",
                  "fit_step_transformer_adam", "fit_step_many_small_adam", "fit_step_heavy_adam",
-                 "fit_step_pipeline_adamw"):
+                 "fit_step_pipeline_adamw", "fit_step_embedding_adam", "fit_step_embedding_lazyadam",
+                 "fit_step_embedding_sgd_no_momentum", "sparse_apply_lazyadam_tf.function",
+                 "sparse_apply_adam_eager"):
         assert name in ratios, sorted(ratios)
     micro = {(r["optimizer"], r["case"], r["impl"]): r for r in res["micro"]}
     if res["implementations"]["pyoptim.keras"]["available"]:
@@ -208,13 +310,20 @@ def test_full_zoo_models_have_many_variables():
     zoo = _bench_import("zoo")
     specs = {s.name: s for s in zoo.model_specs(quick=False)}
     counts = {}
-    for name in ("many_small", "transformer"):
+    for name in ("many_small", "transformer", "embedding"):
         model = specs[name].build(keras)
         counts[name] = (len(model.trainable_variables), sum(int(np.prod(v.shape)) for v in model.trainable_variables))
     assert counts["many_small"] == (202, 100 * (64 * 64 + 64) + 64 * 10 + 10)
     assert counts["transformer"][0] == 16 * 12 + 4 >= 150
     x, y = specs["transformer"].data(5)
     assert x.shape == (5, 32, 16) and y.shape == (5,) and x.dtype == np.float32
+    assert counts["embedding"] == (5, 200_000 * 64 + 64 * 64 + 64 + 64 + 1)
+    emb = specs["embedding"]
+    assert (emb.rows, emb.batch_size, emb.loss, emb.xla) == (1024, 64, "binary_crossentropy", False)
+    x, y = emb.data(emb.rows)
+    assert x.shape == (1024, 20) and x.dtype == np.int32 and 0 <= x.min() and x.max() < 200_000
+    assert np.unique(x[:64]).size < 64 * 20 // 2  # a batch's ids repeat (Zipf)
+    assert set(np.unique(y)) == {0.0, 1.0}
 
 
 def test_e2e_plan():
@@ -224,6 +333,15 @@ def test_e2e_plan():
     assert e2e.e2e_plan(False, opts, models) == [(m, o) for m in models for o in opts]
     assert e2e.e2e_plan(True, opts, ["heavy"]) == [("heavy", "adam")]
     assert e2e.e2e_plan(True, ["sgd"], ["heavy"]) == [("heavy", "sgd")]
+    sparse_opts = ["adam", "rmsprop_momentum", "sgd", "sgd_no_momentum", "lazyadam"]
+    every = opts + ["sgd_no_momentum", "rmsprop_momentum", "lazyadam"]
+    # each model takes its own optimizers; the dense models' cells are as before
+    assert e2e.e2e_plan(False, every, models) == [(m, o) for m in models for o in opts]
+    assert e2e.e2e_plan(False, every, ["embedding"]) == \
+        [("embedding", o) for o in ("sgd", "adam", "sgd_no_momentum", "rmsprop_momentum", "lazyadam")]
+    assert e2e.e2e_plan(True, sparse_opts, ["heavy", "embedding"]) == \
+        [("heavy", "adam")] + [("embedding", o) for o in sparse_opts]
+    assert e2e.e2e_plan(True, ["adamw"], ["embedding"]) == []
 
 
 def test_quick_writes_table_and_pngs(quick_run):
@@ -233,6 +351,7 @@ def test_quick_writes_table_and_pngs(quick_run):
     assert "== model.fit (median over epochs" in table and "targets" in table
     assert "== AdamW vs Adam, one tensor of 1e5 elements" in table and "== ratios" in table
     assert "transformer" in table and "many_small" in table and "keras.eager" in table
+    assert "embedding" in table and "sgd_no_momentum" in table and "== sparse gradient" in table
     assert table.strip() in proc.stdout
     for name in ("time_vs_size.png", "bandwidth.png", "speedup.png", "e2e.png"):
         data = (out / name).read_bytes()
@@ -245,7 +364,8 @@ def test_quick_writes_table_and_pngs(quick_run):
 
 def test_bad_arguments_exit_2(tmp_path):
     for argv in (["--optimizers", "adamw"], ["--sizes", "big"], ["--impls", "jax"], ["--sample-warmup", "-1"],
-                 ["--e2e-models", "resnet"], ["--e2e-optimizers", "nadam"], ["--adamw-size", "0"]):
+                 ["--e2e-models", "resnet"], ["--e2e-optimizers", "nadam"], ["--adamw-size", "0"],
+                 ["--e2e-optimizers", "adamw", "--e2e-models", "embedding"]):
         proc = subprocess.run([sys.executable, str(RUN), *argv, "--out", str(tmp_path)], capture_output=True,
                               text=True, timeout=300, cwd=str(tmp_path))
         assert proc.returncode == 2, (argv, proc.stderr[-2000:])
