@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 import pyoptim.keras as pk  # noqa: E402
 import pyoptim  # noqa: E402
-from pyoptim.keras import _build, _loader  # noqa: E402
+from pyoptim.keras import _build, _loader, _warn  # noqa: E402
 
 ROWS, COLS = 50, 16
 
@@ -392,3 +392,22 @@ def test_rmsprop_zero_denominator_rule_matches_keras(momentum, graph):
     assert np.isnan(ref[0]).any() and not np.isnan(ref[0][indices]).any()
     for a, b in zip(ours, ref):
         assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_lazy_adam_under_xla_stays_lazy():
+    """Under XLA (jit_compile=True) the op cannot serve and LazyAdam's own Keras code runs: still
+    lazy (rows outside every batch keep their values and zero moments), with a warning."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(40, 8),
+                              keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(1)])
+    start = model.layers[0].embeddings.numpy()
+    model.compile(optimizer=pk.LazyAdam(learning_rate=0.1), loss="mse", jit_compile=True)
+    x = np.random.default_rng(0).integers(0, 30, (64, 6)).astype("int32")  # rows 30..39 unseen
+    _warn._warned.clear()  # the warning is shown once per process
+    with pytest.warns(RuntimeWarning, match="XLA"):
+        model.fit(x, np.ones(64, "float32"), epochs=2, batch_size=16, verbose=0)
+    table = model.layers[0].embeddings.numpy()
+    m = model.optimizer.variables[2].numpy()
+    assert np.array_equal(table[30:], start[30:]) and not np.any(m[30:])
+    assert not np.array_equal(table[:30], start[:30])
+    assert model.optimizer.path_counts()["fast"] == 0
