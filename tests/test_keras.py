@@ -551,34 +551,41 @@ x = rng.standard_normal((1000, 10)).astype("float32")
 y = rng.integers(0, 3, 1000)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 out = {"replicas": strategy.num_replicas_in_sync}
-cases = [("SGD", {"momentum": 0.9, "nesterov": True}),
-         ("RMSprop", {"centered": True, "momentum": 0.5}),
-         ("Adam", {"amsgrad": True, "weight_decay": 0.01, "global_clipnorm": 1.0})]
-for kind, kwargs in cases:
+ids = np.minimum(rng.zipf(1.5, (1000, 6)) - 1, 39).astype("int32")
+cases = [("SGD", {"momentum": 0.9, "nesterov": True}, False),
+         ("RMSprop", {"centered": True, "momentum": 0.5}, False),
+         ("Adam", {"amsgrad": True, "weight_decay": 0.01, "global_clipnorm": 1.0}, False),
+         ("Adam", {"weight_decay": 0.01}, True),  # an Embedding: each replica's IndexedSlices
+         ("SGD", {"momentum": 0.9}, True)]
+for kind, kwargs, embedding in cases:
     states = []
+    name = kind + ("-embedding" if embedding else "")
     for module in (pk, keras.optimizers):
         with strategy.scope():
             keras.utils.set_random_seed(7)
-            model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"),
-                                      keras.layers.Dense(3, activation="softmax")])
+            first = ([keras.Input((6,), dtype="int32"), keras.layers.Embedding(40, 8),
+                      keras.layers.GlobalAveragePooling1D()] if embedding else
+                     [keras.Input((10,)), keras.layers.Dense(16, activation="relu")])
+            model = keras.Sequential(first + [keras.layers.Dense(3, activation="softmax")])
             model.compile(optimizer=getattr(module, kind)(**kwargs),
                           loss="sparse_categorical_crossentropy", jit_compile=False)
         before = pk.kernel_calls()[kind.lower()]
-        model.fit(x, y, batch_size=200, epochs=2, shuffle=False, verbose=0)
+        model.fit(ids if embedding else x, y, batch_size=200, epochs=2, shuffle=False, verbose=0)
         calls = pk.kernel_calls()[kind.lower()] - before
         states.append([v.numpy() for v in model.weights]
                       + [v.numpy() for v in model.optimizer.variables])
         if module is pk:
-            out[kind] = {"counts": model.optimizer.path_counts(), "calls": calls}
-    out[kind]["same"] = all(np.array_equal(a, b) for a, b in zip(*states))
-    out[kind]["n"] = len(states[0])
+            out[name] = {"counts": model.optimizer.path_counts(), "calls": calls}
+    out[name]["same"] = all(np.array_equal(a, b) for a, b in zip(*states))
+    out[name]["n"] = len(states[0])
 print(json.dumps(out))
 """
 
 
 def test_mirrored_strategy_two_logical_cpus():
     """MirroredStrategy on 2 logical CPUs (configured before TensorFlow starts, hence a
-    subprocess): the same bits as keras.optimizers, with the kernel running on both replicas."""
+    subprocess): the same bits as keras.optimizers, with the kernel running on both replicas,
+    an Embedding's sparse gradients included."""
     info = json.loads(_run_python(MIRRORED).strip().splitlines()[-1])
     assert info["replicas"] == 2
     for kind in ("SGD", "RMSprop", "Adam"):
@@ -586,3 +593,6 @@ def test_mirrored_strategy_two_logical_cpus():
         assert info[kind]["counts"]["fallback"] == 0, info
         # 10 updates x 4 variables x 2 replicas (+3 for RMSprop's first-use check)
         assert info[kind]["calls"] >= 10 * 4 * 2, info
+    for kind in ("Adam-embedding", "SGD-embedding"):  # 3 variables, the table's gradient sparse
+        assert info[kind]["same"], info
+        assert info[kind]["counts"]["fallback"] == 0 and info[kind]["calls"] == 10 * 3 * 2, info

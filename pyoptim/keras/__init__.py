@@ -70,8 +70,8 @@ def _counters() -> List[List[int]]:
 
 def kernel_calls() -> Dict[str, int]:
     """How many variable updates each kernel has run in this process (``{"sgd": n,
-    "rmsprop": n, "adam": n}``; AdamW counts as adam), counted inside the op; all zero when the
-    op is not loaded."""
+    "rmsprop": n, "adam": n}``; AdamW and LazyAdam count as adam), counted inside the op; all zero
+    when the op is not loaded."""
     return dict(zip(_KERNELS, (int(c) for c in _counters()[0])))
 
 

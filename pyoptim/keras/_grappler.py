@@ -28,6 +28,14 @@ rewritten and the op computes Keras' textbook formulas):
    ``tf.function`` on a 1003-element variable and compares the bits; if they differ,
    graph-mode RMSprop runs Keras' own code.
 
+4. **Sparse gradients** (``tf.IndexedSlices``): Keras' sparse arithmetic meets the rewrites
+   above as follows, measured, and the op does the same: the decay is the dense variable's (1.);
+   SGD's ``values * learning_rate`` is built as Keras' own Mul node (2., always, with a unit
+   learning rate in the op); RMSprop's centered denominator is a dense expression, so constant
+   folding rewrites it as in 3. (``epsilon_first``), but its division is not rewritten to
+   ``rsqrt``: Keras gathers ``sqrt(d)`` at the slices' rows before dividing, so Grappler never
+   sees ``x / sqrt(y)`` (the op divides for sparse variables whatever ``rsqrt_mul`` says).
+
 A user who switches a pass off (``tf.config.optimizer.set_experimental_options``) gets the
 unrewritten arithmetic, and so does the op.
 """

@@ -1,4 +1,4 @@
-"""``SGD``, ``RMSprop``, ``Adam`` and ``AdamW`` on Keras backends other than TensorFlow (torch, JAX).
+"""``SGD``, ``RMSprop``, ``Adam``, ``AdamW`` and ``LazyAdam`` on Keras backends other than TensorFlow.
 
 pyoptim's kernels reach Keras through a TensorFlow custom op, so they serve the TensorFlow backend
 only.  On another backend each class here is exactly the optimizer ``keras.optimizers.<Name>``
