@@ -8,7 +8,9 @@
 #      with no instruction-set flag (what pyoptim.keras' build runs on such a CPU);
 #   3. tests/cross/kernel_bits.cpp, linked with the core's kernels, gives the same bits for
 #      every optimizer variant (float32/64, float16/bfloat16 params; one and two threads) on
-#      aarch64 under qemu-user as on this machine under each instruction set it runs.
+#      aarch64 under qemu-user as on this machine under each instruction set it runs;
+#   4. tests/cross/sparse_fuzz.cpp: the op's sparse-gradient pass on aarch64 under qemu-user
+#      equals a scalar transcription of Keras' semantics for random index sets.
 #
 #   tests/cross_aarch64.sh          # needs: aarch64-linux-gnu-g++ and qemu-aarch64
 #                                   # (apt-get install g++-aarch64-linux-gnu qemu-user)
@@ -108,5 +110,13 @@ for isa in $("$WORK/kernel_bits_host" --list); do
     status=1
   fi
 done
+
+echo "== 4. the op's sparse-gradient pass on aarch64 (qemu) against Keras' semantics (tests/cross/sparse_fuzz.cpp)"
+"$A64_CXX" -std=c++17 -O2 -ffp-contract=off -fno-math-errno -fopenmp-simd -static -I"$ROOT/csrc" \
+  -I"$ROOT/pyoptim/keras/_op" "$ROOT/tests/cross/sparse_fuzz.cpp" -o "$WORK/sparse_fuzz_a64"
+if ! "$QEMU" "$WORK/sparse_fuzz_a64" 200; then
+  echo "cross_aarch64: the sparse pass differs from Keras' semantics on aarch64" >&2
+  status=1
+fi
 echo "== cross_aarch64: $((SECONDS - start)) s, exit $status"
 exit "$status"
