@@ -156,6 +156,43 @@ def test_embedding_fit_matches_keras_without_copying_the_table(kind, kwargs):
     _assert_same(_model_state(ours), _model_state(ref))
 
 
+@pytest.mark.parametrize("kind,kwargs,policy", [
+    ("Adam", {"gradient_accumulation_steps": 2}, None),
+    ("SGD", {"momentum": 0.9, "gradient_accumulation_steps": 2}, None),
+    ("RMSprop", {"clipvalue": 0.01, "momentum": 0.5}, None),
+    ("Adam", {"use_ema": True, "ema_overwrite_frequency": 2}, None),
+    ("Adam", {}, "mixed_float16"),
+    ("SGD", {"momentum": 0.9}, "mixed_float16"),
+], ids=["accumulation-adam", "accumulation-sgd", "clipvalue", "ema", "mixed-adam", "mixed-sgd"])
+def test_embedding_fit_with_keras_options(kind, kwargs, policy):
+    """Keras' options around the update with an Embedding's sparse gradient: gradient
+    accumulation (Keras sums into dense accumulators), clipvalue, EMA, mixed precision (Keras'
+    LossScaleOptimizer around ours): keras.optimizers' bits, every variable through the op."""
+    rng = np.random.default_rng(0)
+    x = _indices(rng, 256 * 6, 40).reshape(256, 6)
+    y = rng.integers(0, 3, 256)
+    states, counts = [], None
+    for module in (pk, keras.optimizers):
+        if policy:
+            keras.mixed_precision.set_global_policy(policy)
+        try:
+            keras.utils.set_random_seed(7)
+            model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(40, 8),
+                                      keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(3),
+                                      keras.layers.Activation("softmax", dtype="float32")])
+            opt = getattr(module, kind)(**kwargs)
+            model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
+            model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        states.append(_model_state(model))
+        if module is pk:
+            inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+            counts = inner.path_counts()
+    _assert_same(*states)
+    assert counts["fallback"] == 0 and counts["fast"] > 0, counts
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 BAD = {

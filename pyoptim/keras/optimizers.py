@@ -653,7 +653,8 @@ class LazyAdam(Adam):
 
     Weight decay (``weight_decay=...``) is Keras' decoupled decay ``p = p - p * wd * lr``, in
     every row and every step as with ``keras.optimizers.Adam`` (not lazy): a variable that
-    decays costs a pass over its whole table.
+    decays costs a pass over its whole table.  With ``gradient_accumulation_steps`` Keras sums
+    the gradients in dense accumulators, so the update it applies is dense: Adam's.
     """
 
     _lazy = True
