@@ -193,6 +193,26 @@ def test_embedding_fit_with_keras_options(kind, kwargs, policy):
     assert counts["fallback"] == 0 and counts["fast"] > 0, counts
 
 
+@pytest.mark.parametrize("kind,kwargs", [("Adam", {}), ("SGD", {"momentum": 0.9}),
+                                         ("RMSprop", {"centered": True}), ("SGD", {})])
+def test_rank3_variable(kind, kwargs):
+    """A slice is everything after the first axis: a [7, 3, 5] variable takes slices of 3 x 5."""
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((7, 3, 5)).astype("float32")
+    values = tf.constant(rng.standard_normal((9, 3, 5)).astype("float32"))
+    indices = tf.constant([1, 6, 1, 0, 6, 6, 2, 1, 3], "int64")
+    states = []
+    for module in (pk, keras.optimizers):
+        var = keras.Variable(start.copy())
+        opt = getattr(module, kind)(**kwargs)
+        opt.build([var])
+        for _ in range(2):
+            opt.apply_gradients([(tf.IndexedSlices(values, indices, tf.constant([7, 3, 5], "int64")),
+                                  var)])
+        states.append([var.numpy()] + [v.numpy() for v in opt.variables])
+    _assert_same(*states)
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 BAD = {
