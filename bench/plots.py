@@ -42,10 +42,10 @@ def _multi_label(micro: List[Dict[str, Any]]) -> str:
 
 
 def _legend_below(fig, axes) -> None:
-    handles, labels = {}, {}
+    handles = {}  # one handle per label, the first axes' that has it
     for ax in axes:
-        for h, l in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(l, h)
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(9, len(handles)),
                fontsize=8, frameon=False)
 
