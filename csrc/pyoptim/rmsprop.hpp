@@ -121,23 +121,23 @@ inline void rmsprop_unhit_loop(T* PYOPTIM_RESTRICT p, T* PYOPTIM_RESTRICT v,
   }
 }
 
-// Columns [begin, end) of one row hit by a tf.IndexedSlices gradient, as Keras computes it:
-// g[0 .. count) point at the slices hitting the row (in index order), sv and sa at the row's
-// sums S((1 - rho) g^2) and S((1 - rho) g) (from +0.0, in index order); p, v, mom and avg at
-// the row.
+// n columns of one row hit by a tf.IndexedSlices gradient, from column `col`, as Keras computes
+// them: g[0 .. count) point at the slices hitting the row (in index order; their columns from
+// `col` on are used), sv and sa at the row's sums S((1 - rho) g^2) and S((1 - rho) g) (from +0.0,
+// in index order) for these columns; p, v, mom and avg at the row's column `col`.
 //   v = rho * v + sv;  centered: a = rho * a + sa
 //   each slice's increment inc_k = (lr * g_k) / sqrt(d), d as above
 //   momentum: mom = momentum * mom + S(inc);  p = p - mom
 //   otherwise p = p - inc_k for each slice in turn (a scatter_sub)
 template <class T, bool kCentered, bool kMomentum, bool kDecay, bool kEpsFirst = false>
 inline void rmsprop_sparse_row(T* PYOPTIM_RESTRICT p, const T* const* g, index_t count,
-                               const T* PYOPTIM_RESTRICT sv, const T* PYOPTIM_RESTRICT sa,
-                               T* PYOPTIM_RESTRICT v, T* PYOPTIM_RESTRICT mom,
-                               T* PYOPTIM_RESTRICT avg, index_t begin, index_t end,
+                               index_t col, const T* PYOPTIM_RESTRICT sv,
+                               const T* PYOPTIM_RESTRICT sa, T* PYOPTIM_RESTRICT v,
+                               T* PYOPTIM_RESTRICT mom, T* PYOPTIM_RESTRICT avg, index_t n,
                                const RmspropCoeffs<T>& c) {
   const T lr = c.lr, rho = c.rho, eps = c.epsilon, mu = c.momentum, wd = c.weight_decay,
           dlr = c.decay_lr;
-  for (index_t i = begin; i < end; ++i) {
+  for (index_t i = 0; i < n; ++i) {
     T pi = p[i];
     if constexpr (kDecay) pi = pi - pi * wd * dlr;
     const T vi = rho * v[i] + sv[i];
@@ -150,12 +150,12 @@ inline void rmsprop_sparse_row(T* PYOPTIM_RESTRICT p, const T* const* g, index_t
     const T s = std::sqrt(rmsprop_denominator<T, kCentered, kEpsFirst>(vi, ai, eps));
     if constexpr (kMomentum) {
       T sum = T(0);
-      for (index_t k = 0; k < count; ++k) sum = sum + (lr * g[k][i]) / s;
+      for (index_t k = 0; k < count; ++k) sum = sum + (lr * g[k][col + i]) / s;
       const T mi = mu * mom[i] + sum;
       mom[i] = mi;
       pi = pi - mi;
     } else {
-      for (index_t k = 0; k < count; ++k) pi = pi - (lr * g[k][i]) / s;
+      for (index_t k = 0; k < count; ++k) pi = pi - (lr * g[k][col + i]) / s;
     }
     p[i] = pi;
   }

@@ -600,13 +600,17 @@ class Adam(_FastPathMixin, keras.optimizers.Adam):
         # Keras: ops.multiply(..., 1 - self.beta_1), ops.add(..., self.epsilon).
         return [1 - self.beta_1, 1 - self.beta_2, self.epsilon]
 
-    def _fused_update(self, op, dtype, handles, grads, learning_rate, decay, scalars):
-        # The same lines as keras.optimizers.Adam.update_step, once for the group.
-        lr = ops.cast(learning_rate, dtype)
+    def _alpha(self, lr: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+        """``lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` with the lines of
+        keras.optimizers.Adam.update_step (``lr`` already cast to ``dtype``), once per step."""
         local_step = ops.cast(self.iterations + 1, dtype)
         beta_1_power = ops.power(ops.cast(self.beta_1, dtype), local_step)
         beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
-        alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        return lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+
+    def _fused_update(self, op, dtype, handles, grads, learning_rate, decay, scalars):
+        lr = ops.cast(learning_rate, dtype)
+        alpha = self._alpha(lr, dtype)
         one_minus_beta_1, one_minus_beta_2, epsilon = scalars
         decay_lr, wd = self._weight_decay_operands(dtype, lr, decay)
         values, indices, sparse = _gradient_operands(grads, dtype)
@@ -665,11 +669,7 @@ class LazyAdam(Adam):
         if not isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
-        local_step = ops.cast(self.iterations + 1, dtype)
-        beta_1_power = ops.power(ops.cast(self.beta_1, dtype), local_step)
-        beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
-        alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        alpha = self._alpha(ops.cast(learning_rate, dtype), dtype)
         rows, position = tf.unique(gradient.indices)
         g = tf.math.unsorted_segment_sum(ops.cast(gradient.values, dtype), position,
                                          tf.shape(rows)[0])

@@ -561,9 +561,6 @@ class ApplySgdOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 4, n_, nres / n_, sparse_, &g, &sg));
     pyoptim::SgdCoeffs<T> unit = c;  // the update's lr is 1, the decay's stays
     unit.lr = T(1);
-    for (auto& s : sg) {
-      if (s) pyoptim_sparse::SgdSums(s.get(), num_momentum_ > 0);
-    }
     const auto sizes = Sizes(vars, sg, [&](size_t k) {
       return pyoptim_sparse::SgdHitRowsOnly(num_momentum_ > 0, decay_[k]);
     });
@@ -642,9 +639,6 @@ class ApplyRmspropOp : public OpKernel {
       ctx->CtxFailure(absl::UnimplementedError(
           "pyoptim: TensorFlow's float32 Rsqrt is emulated on x86-64 only"));
       return;
-    }
-    for (auto& s : sg) {
-      if (s) pyoptim_sparse::RmspropSums(s.get(), c.one_minus_rho, num_centered_ > 0);
     }
     const auto sizes = Sizes(vars, sg, [](size_t) { return false; });
     if (num_centered_) {
@@ -755,9 +749,6 @@ class ApplyAdamOp : public OpKernel {
     std::vector<const T*> g;
     std::vector<std::unique_ptr<SparseGrad<T>>> sg;
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, nres / n_, sparse_, &g, &sg));
-    for (auto& s : sg) {
-      if (s) pyoptim_sparse::AdamSums(s.get(), lazy_);
-    }
     const auto sizes = Sizes(vars, sg, [&](size_t k) {
       return pyoptim_sparse::AdamHitRowsOnly(lazy_, decay_[k]);
     });

@@ -39,21 +39,29 @@ struct SparseGrad {
   std::vector<index_t> row;     // the distinct rows hit, ascending
   std::vector<index_t> start;   // row[j]'s slices are slice[start[j] .. start[j + 1])
   std::vector<const T*> slice;  // each slice's values, by row, in index order within a row
-  std::vector<T> sum, sum2;     // per distinct row, the sums the optimizer asks for
 
   index_t hit_rows() const { return static_cast<index_t>(row.size()); }
 
-  // out[j * cols + c] = +0.0 + f(first slice of row[j])[c] + ... in index order, as
-  // unsorted_segment_sum adds them.
-  template <class F>
-  void SumSlices(std::vector<T>* out, const F& f) const {
-    out->assign(static_cast<size_t>(hit_rows() * cols), T(0));
-    for (index_t j = 0; j < hit_rows(); ++j) {
-      T* acc = out->data() + j * cols;
+  // Runs body(begin, end, s1, s2) over columns [lo, hi) of hit row j, in chunks, with
+  // s1[c - begin] = +0.0 + f1(first slice of the row)[c] + ... in index order (as
+  // unsorted_segment_sum adds them), and s2 likewise with f2.  The sums are made where the pass
+  // needs them, on the thread that runs that part of the pass, from the slices themselves.
+  template <class F1, class F2, class Body>
+  void RowSums(index_t j, index_t lo, index_t hi, const F1& f1, const F2& f2,
+               const Body& body) const {
+    constexpr index_t kChunk = 256;
+    T s1[kChunk], s2[kChunk];
+    for (index_t b = lo; b < hi; b += kChunk) {
+      const index_t w = std::min(hi - b, kChunk);
+      for (index_t c = 0; c < w; ++c) s1[c] = s2[c] = T(0);
       for (index_t q = start[j]; q < start[j + 1]; ++q) {
-        const T* g = slice[q];
-        for (index_t c = 0; c < cols; ++c) acc[c] = acc[c] + f(g[c]);
+        const T* g = slice[q] + b;
+        for (index_t c = 0; c < w; ++c) {
+          s1[c] = s1[c] + f1(g[c]);
+          s2[c] = s2[c] + f2(g[c]);
+        }
       }
+      body(b, b + w, s1, s2);
     }
   }
 
@@ -126,11 +134,6 @@ inline bool SgdHitRowsOnly(bool momentum, bool decay) {
   return !momentum && !decay;
 }
 
-template <class T>
-void SgdSums(SparseGrad<T>* s, bool momentum) {
-  if (momentum) s->SumSlices(&s->sum, [](T x) { return x; });  // S(g * lr)
-}
-
 // Elements [b, e) of the pass (see SgdHitRowsOnly); `unit`: the update's lr is 1 (the slices
 // hold g * lr), the decay's is its own.
 template <class T, pyoptim::SgdMode kMode, bool kDecay>
@@ -144,8 +147,12 @@ void SgdRange(T* p, T* m, const SparseGrad<T>& s, index_t b, index_t e,
           pyoptim::sgd_loop<T, kMode, kDecay>(p, NoGrad<T>{}, m, lo, hi, unit);
         },
         [&](index_t j, index_t off, index_t lo, index_t hi) {
-          pyoptim::sgd_loop<T, kMode, kDecay>(p + off, pyoptim::DenseGrad<T>{&s.sum[j * s.cols]},
-                                              m + off, lo, hi, unit);
+          s.RowSums(  // S(g * lr): the slices hold g * lr
+              j, lo, hi, [](T x) { return x; }, [](T) { return T(0); },
+              [&](index_t b, index_t e, const T* sum, const T*) {
+                pyoptim::sgd_loop<T, kMode, kDecay>(p + off + b, pyoptim::DenseGrad<T>{sum},
+                                                    m + off + b, 0, e - b, unit);
+              });
         });
   } else {
     // Keras: the decay (every row), then scatter_sub(var, g * lr) one slice after another.
@@ -174,13 +181,6 @@ void SgdRange(T* p, T* m, const SparseGrad<T>& s, index_t b, index_t e,
 
 // --- RMSprop ----------------------------------------------------------------------------------
 
-template <class T>
-void RmspropSums(SparseGrad<T>* s, T one_minus_rho, bool centered) {
-  const T omr = one_minus_rho;
-  s->SumSlices(&s->sum, [omr](T x) { return omr * (x * x); });
-  if (centered) s->SumSlices(&s->sum2, [omr](T x) { return omr * x; });
-}
-
 // Elements [b, e) of the table.  Keras' sparse arithmetic has no rsqrt rewrite inside
 // tf.function (it gathers sqrt(d) before dividing); kEpsFirst is Grappler's centered
 // (eps - a^2) + v.
@@ -198,11 +198,15 @@ void RmspropRange(T* p, const SparseGrad<T>& s, T* v, T* mom, T* avg, index_t b,
         }
       },
       [&](index_t j, index_t off, index_t lo, index_t hi) {
-        const index_t at = j * s.cols;
-        pyoptim::rmsprop_sparse_row<T, kC, kM, kDecay, kEpsFirst>(
-            p + off, &s.slice[s.start[j]], s.start[j + 1] - s.start[j], &s.sum[at],
-            kC ? &s.sum2[at] : nullptr, v + off, kM ? mom + off : nullptr, kC ? avg + off : nullptr,
-            lo, hi, c);
+        const T omr = c.one_minus_rho;
+        s.RowSums(  // S((1 - rho) g^2), S((1 - rho) g)
+            j, lo, hi, [omr](T x) { return omr * (x * x); }, [omr](T x) { return omr * x; },
+            [&](index_t b, index_t e, const T* sv, const T* sa) {
+              pyoptim::rmsprop_sparse_row<T, kC, kM, kDecay, kEpsFirst>(
+                  p + off + b, &s.slice[s.start[j]], s.start[j + 1] - s.start[j], b, sv, sa,
+                  v + off + b, kM ? mom + off + b : nullptr, kC ? avg + off + b : nullptr, e - b,
+                  c);
+            });
       });
 }
 
@@ -212,27 +216,25 @@ inline bool AdamHitRowsOnly(bool lazy, bool decay) {
   return lazy && !decay;
 }
 
-template <class T>
-void AdamSums(SparseGrad<T>* s, bool lazy) {
-  s->SumSlices(&s->sum, [](T x) { return x; });
-  if (!lazy) s->SumSlices(&s->sum2, [](T x) { return x * x; });
-}
-
 // Elements [b, e) of the pass (see AdamHitRowsOnly).
 template <class T, bool kAmsgrad, bool kDecay>
 void AdamRange(T* p, const SparseGrad<T>& s, T* m, T* v, T* vhat, index_t b, index_t e,
                const pyoptim::AdamCoeffs<T>& c, bool lazy) {
+  // Keras: S(g) and S(g * g), each slice squared before the sum; LazyAdam: S(g) and S(g)^2.
   auto hit = [&](index_t j, index_t off, index_t lo, index_t hi) {
-    const T* sum = &s.sum[j * s.cols];
-    T* vh = kAmsgrad ? vhat + off : nullptr;
-    if (lazy) {
-      pyoptim::adam_loop<T, kAmsgrad, kDecay>(p + off, pyoptim::DenseGrad<T>{sum}, m + off,
-                                              v + off, vh, lo, hi, c);
-    } else {
-      pyoptim::adam_loop<T, kAmsgrad, kDecay>(p + off,
-                                              pyoptim::SummedGrad<T>{sum, &s.sum2[j * s.cols]},
-                                              m + off, v + off, vh, lo, hi, c);
-    }
+    s.RowSums(
+        j, lo, hi, [](T x) { return x; }, [](T x) { return x * x; },
+        [&](index_t b, index_t e, const T* sum, const T* sum2) {
+          const index_t at = off + b;
+          T* vh = kAmsgrad ? vhat + at : nullptr;
+          if (lazy) {
+            pyoptim::adam_loop<T, kAmsgrad, kDecay>(p + at, pyoptim::DenseGrad<T>{sum}, m + at,
+                                                    v + at, vh, 0, e - b, c);
+          } else {
+            pyoptim::adam_loop<T, kAmsgrad, kDecay>(p + at, pyoptim::SummedGrad<T>{sum, sum2},
+                                                    m + at, v + at, vh, 0, e - b, c);
+          }
+        });
   };
   if (AdamHitRowsOnly(lazy, kDecay)) {
     s.WalkHitRows(b, e, hit);
