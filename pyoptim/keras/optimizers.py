@@ -490,13 +490,13 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
         # The same conversions as keras.optimizers.SGD.update_step.
         lr = ops.cast(learning_rate, dtype)
         momentum = ops.cast(self.momentum, dtype) if slots else _constant(0.0, dtype)
-        unit_lr, dense = [], []
+        unit_lr, prepared = [], []
         for gradient in grads:
             if isinstance(gradient, tf.IndexedSlices):
                 # Keras: scatter_sub(var, g * lr), or m * momentum - S(g * lr): the op takes
-                # Keras' own ``values * lr`` node and a unit learning rate.
+                # Keras' own ``values * lr`` node (made by _gradient_operands) and a unit lr.
                 unit_lr.append(True)
-                dense.append(gradient)
+                prepared.append(gradient)
                 continue
             gradient = _cast(gradient, dtype)
             # Keras' gradient * learning_rate is the gradient's only consumer, so Grappler merges
@@ -506,8 +506,8 @@ class SGD(_FastPathMixin, keras.optimizers.SGD):
             # the same way, and let the kernel use lr = 1 for it (x * 1 == x exactly).
             merge = _grappler.may_merge_into(gradient)
             unit_lr.append(merge)
-            dense.append(ops.multiply(gradient, lr) if merge else gradient)
-        values, indices, sparse = _gradient_operands(dense, dtype, scale=lr)
+            prepared.append(ops.multiply(gradient, lr) if merge else gradient)
+        values, indices, sparse = _gradient_operands(prepared, dtype, scale=lr)
         decay_lr, wd = self._weight_decay_operands(dtype, lr, decay)
         return op.pyoptim_apply_sgd(var=handles[0], momentum_buffer=slots,
                                     learning_rate=lr, momentum=momentum, weight_decay=wd,
