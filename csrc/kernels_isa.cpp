@@ -88,6 +88,30 @@ void adam(const Segment* s, std::size_t n, int threads, const AdamCoeffs<T>& c, 
   }
 }
 
+// Adam with 8-bit state: codes and scales per segment (adam8bit.hpp).
+template <class T, class P, bool kAmsgrad, bool kDecay>
+void adam8bit_run(const QuantSegment* s, std::size_t n, int threads, const AdamCoeffs<T>& c,
+                  index_t block) {
+  for_each_block(s, n, block, threads, [&](const QuantSegment& seg, index_t b, index_t e) {
+    adam8bit_blocks<T, kAmsgrad, kDecay, P>(
+        static_cast<P*>(seg.p), DenseGrad<T, P>{static_cast<const P*>(seg.g)}, seg.m, seg.v,
+        seg.vhat, static_cast<T*>(seg.m_scale), static_cast<T*>(seg.v_scale),
+        static_cast<T*>(seg.vhat_scale), seg.n, block, b, e, c);
+  });
+}
+
+template <class T, class P = T>
+void adam8bit(const QuantSegment* s, std::size_t n, int threads, const AdamCoeffs<T>& c,
+              index_t block, bool amsgrad, bool decay) {
+  if (amsgrad) {
+    decay ? adam8bit_run<T, P, true, true>(s, n, threads, c, block)
+          : adam8bit_run<T, P, true, false>(s, n, threads, c, block);
+  } else {
+    decay ? adam8bit_run<T, P, false, true>(s, n, threads, c, block)
+          : adam8bit_run<T, P, false, false>(s, n, threads, c, block);
+  }
+}
+
 }  // namespace
 
 const KernelTable& kernel_table() {
@@ -95,7 +119,8 @@ const KernelTable& kernel_table() {
       PYOPTIM_STR(PYOPTIM_ISA),
       &sgd<float>,     &sgd<float, Float16>,     &sgd<float, BFloat16>,     &sgd<double>,
       &rmsprop<float>, &rmsprop<float, Float16>, &rmsprop<float, BFloat16>, &rmsprop<double>,
-      &adam<float>,    &adam<float, Float16>,    &adam<float, BFloat16>,    &adam<double>};
+      &adam<float>,    &adam<float, Float16>,    &adam<float, BFloat16>,    &adam<double>,
+      &adam8bit<float>, &adam8bit<float, Float16>, &adam8bit<float, BFloat16>, &adam8bit<double>};
   return table;
 }
 

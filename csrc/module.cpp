@@ -345,6 +345,89 @@ void adam_multi(py::object params, py::object grads, py::object momentums, py::o
   run(c, h);
 }
 
+// ---------------------------------------------------------------- 8-bit state (adam8bit.hpp)
+
+index_t block_size_arg(py::handle value) {
+  PyObject* v = value.ptr();
+  if (PyFloat_Check(v) || PyBool_Check(v) || !PyIndex_Check(v))
+    throw py::type_error(std::string("block_size must be an int, got ") + Py_TYPE(v)->tp_name);
+  py::object as_int = py::reinterpret_steal<py::object>(PyNumber_Index(v));
+  if (!as_int) throw py::error_already_set();
+  int overflow = 0;
+  const long long b = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
+  if (overflow != 0 || b < kMinQuantBlock || b > kMaxQuantBlock || b % kQuantBlockMultiple != 0)
+    throw py::value_error("block_size must be a multiple of " + std::to_string(kQuantBlockMultiple) +
+                          " from " + std::to_string(kMinQuantBlock) + " to " +
+                          std::to_string(kMaxQuantBlock) + ", got " +
+                          py::str(as_int).cast<std::string>());
+  return static_cast<index_t>(b);
+}
+
+void run_quant_groups(const CallChecker& c, bool no_decay, const AdamHyper& h, index_t block,
+                      bool decay) {
+  const KernelTable& k = active_kernels();
+  const auto c32 = coeffs<float>(h);
+  const auto c64 = coeffs<double>(h);
+  const int threads = g_num_threads;
+  py::gil_scoped_release nogil;
+  const auto go = [&](DType d, auto fn, const auto& co) {
+    const auto& segs = c.quant_segments(d, no_decay);
+    if (!segs.empty()) fn(segs.data(), segs.size(), threads, co, block, h.amsgrad, decay);
+  };
+  go(DType::kFloat32, k.adam8bit_f32, c32);
+  go(DType::kFloat64, k.adam8bit_f64, c64);
+  go(DType::kFloat16, k.adam8bit_f16, c32);
+  go(DType::kBFloat16, k.adam8bit_bf16, c32);
+}
+
+// One Adam8bit step over a list of tensors, checked as a whole before anything is written.
+// Lists: params, grads, m, v, v_hat (or None), and the block scales of each.  A tensor whose m
+// is an int8 array has 8-bit state (codes and scales, adam8bit.hpp); one whose m is a float
+// array (a tensor below min_8bit_size) has float state and runs Adam's kernel, exactly as
+// _adam_multi (its scales are not read).
+void adam8bit_multi(py::object params, py::object grads, py::object m_codes, py::object v_codes,
+                    py::object vhat_codes, py::object m_scales, py::object v_scales,
+                    py::object vhat_scales, py::object step, py::object lr, py::object b1,
+                    py::object b2, py::object eps, py::object wd, py::object block_size,
+                    py::object no_decay) {
+  AdamHyper h = parse_adam(step, lr, b1, b2, eps, wd);
+  const index_t block = block_size_arg(block_size);
+  h.amsgrad = !vhat_codes.is_none();
+  if (h.amsgrad == vhat_scales.is_none())
+    throw py::value_error("velocity_hats and velocity_hat_scales must be given together");
+  const MultiArgs a = collect(params, grads,
+                              {{m_codes, "momentums"}, {v_codes, "velocities"},
+                               {vhat_codes, "velocity_hats"}, {m_scales, "momentum_scales"},
+                               {v_scales, "velocity_scales"}, {vhat_scales, "velocity_hat_scales"}});
+  const Py_ssize_t n = PyTuple_GET_SIZE(a.params.ptr());
+  const py::object mask = no_decay_mask(no_decay, n);
+  CallChecker c;
+  c.reserve(static_cast<std::size_t>(n), 8);
+  PyObject* codes[3];
+  PyObject* scales[3];
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* grad = PyTuple_GET_ITEM(a.grads.ptr(), i);
+    if (grad == Py_None) continue;
+    for (int k = 0; k < 3; ++k) {
+      codes[k] = a.states[k] ? PyTuple_GET_ITEM(a.states[k].ptr(), i) : nullptr;
+      scales[k] = a.states[k + 3] ? PyTuple_GET_ITEM(a.states[k + 3].ptr(), i) : nullptr;
+    }
+    const bool excluded = mask && PyTuple_GET_ITEM(mask.ptr(), i) == Py_True;
+    PyObject* param = PyTuple_GET_ITEM(a.params.ptr(), i);
+    if (PyArray_Check(codes[0]) &&
+        PyArray_TYPE(reinterpret_cast<PyArrayObject*>(codes[0])) != NPY_INT8) {
+      // A tensor below min_8bit_size: float state, Adam's kernel (its scales are not used).
+      c.add(param, grad, codes, a.names.data(), 3, i, excluded);
+    } else {
+      c.add_quant(param, grad, codes, scales, a.names.data(), i, block, excluded);
+    }
+  }
+  c.check_no_overlap();
+  run(c, h);
+  run_quant_groups(c, false, h, block, h.decay);
+  run_quant_groups(c, true, h, block, false);
+}
+
 // ---------------------------------------------------------------- configuration
 
 int max_threads() {
@@ -393,6 +476,7 @@ py::dict build_info() {
   d["compiler"] = PYOPTIM_COMPILER;
   d["kernel_flags"] = PYOPTIM_KERNEL_FLAGS;
   d["parallel_min_elements"] = kParallelMinElements;
+  d["quant_block_sizes"] = py::make_tuple(kMinQuantBlock, kMaxQuantBlock, kQuantBlockMultiple);
   return d;
 }
 
@@ -486,6 +570,13 @@ PYBIND11_MODULE(_core, m) {
         py::arg("velocities"), py::arg("velocity_hats"), py::arg("step"),
         py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"), py::arg("epsilon"),
         py::arg("weight_decay"), py::arg("no_decay") = py::none());
+
+  m.def("_adam8bit_multi", &adam8bit_multi, py::arg("params"), py::arg("grads"),
+        py::arg("momentums"), py::arg("velocities"), py::arg("velocity_hats"),
+        py::arg("momentum_scales"), py::arg("velocity_scales"), py::arg("velocity_hat_scales"),
+        py::arg("step"), py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"),
+        py::arg("epsilon"), py::arg("weight_decay"), py::arg("block_size"),
+        py::arg("no_decay") = py::none());
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Use at most n threads for large updates (default: OpenMP's maximum, which honours "

@@ -147,6 +147,99 @@ void CallChecker::add(PyObject* param, PyObject* grad, PyObject* const* states,
   by_dtype_[static_cast<int>(p.dtype) + (no_decay ? 4 : 0)].push_back(seg);
 }
 
+namespace {
+
+// An 8-bit state's code array: `want` (NPY_INT8 or NPY_UINT8), writable, the param's shape
+// and memory order.
+void check_codes(PyObject* obj, const ArgName& name, int want, const Checked& p,
+                 const ArgName& pname) {
+  const char* want_name = want == NPY_INT8 ? "int8" : "uint8";
+  if (!PyArray_Check(obj))
+    throw py::type_error(name.str() + " must be a numpy.ndarray of " + want_name +
+                         " codes (it is updated in place), got " + Py_TYPE(obj)->tp_name);
+  auto* a = reinterpret_cast<PyArrayObject*>(obj);
+  if (PyArray_TYPE(a) != want)
+    throw py::type_error(name.str() + " must have dtype " + want_name + ", got " +
+                         repr(reinterpret_cast<PyObject*>(PyArray_DESCR(a))));
+  if (!PyArray_ISWRITEABLE(a))
+    throw py::value_error(name.str() + " is read-only; pyoptim updates it in place");
+  const int nd = PyArray_NDIM(p.arr);
+  if (PyArray_NDIM(a) != nd || !std::equal(PyArray_DIMS(a), PyArray_DIMS(a) + nd, PyArray_DIMS(p.arr)))
+    throw py::value_error(name.str() + " has shape " + shape_str(a) + " but " + pname.str() +
+                          " has shape " + shape_str(p.arr) + "; they must match");
+  const bool a_c = PyArray_IS_C_CONTIGUOUS(a), a_f = PyArray_IS_F_CONTIGUOUS(a);
+  const bool p_c = PyArray_IS_C_CONTIGUOUS(p.arr), p_f = PyArray_IS_F_CONTIGUOUS(p.arr);
+  if (!((a_c && p_c) || (a_f && p_f)))
+    throw py::value_error(name.str() + " must be contiguous in " + pname.str() + "'s memory order");
+}
+
+// A block scale array: the param's state dtype, 1-D, `count` elements, writable, contiguous.
+void check_scales(PyObject* obj, const ArgName& name, index_t count, const Checked& p,
+                  const ArgName& pname) {
+  const Checked s = check_array(obj, name, true, false);
+  const DType want = state_dtype(p.dtype);
+  if (s.dtype != want)
+    throw py::type_error(name.str() + " has dtype " + dtype_name(s.dtype) + " but " + pname.str() +
+                         " has dtype " + dtype_name(p.dtype) + "; " + name.str() + " must be " +
+                         dtype_name(want));
+  if (PyArray_NDIM(s.arr) != 1 || PyArray_DIM(s.arr, 0) != count)
+    throw py::value_error(name.str() + " has shape " + shape_str(s.arr) + " but " + pname.str() +
+                          " (" + std::to_string(PyArray_SIZE(p.arr)) +
+                          " elements) needs one scale per block: shape (" + std::to_string(count) +
+                          ",)");
+}
+
+}  // namespace
+
+void CallChecker::add_quant(PyObject* param, PyObject* grad, PyObject* const* codes,
+                            PyObject* const* scales, const char* const* names, Py_ssize_t index,
+                            index_t block, bool no_decay) {
+  const bool multi = index >= 0;
+  const ArgName pname{multi ? "params" : "param", index};
+  const ArgName gname{multi ? "grads" : "grad", index};
+  const Checked p = check_array(param, pname, true, true);
+  const Checked g = check_array(grad, gname, false, true);
+  check_like_param(g, gname, p, pname, false);
+  const index_t n = static_cast<index_t>(PyArray_SIZE(p.arr));
+  const index_t nblocks = (n + block - 1) / block;
+  QuantSegment seg{PyArray_DATA(p.arr), PyArray_DATA(g.arr), nullptr, nullptr, nullptr,
+                   nullptr, nullptr, nullptr, n};
+  const auto nbytes = [](PyArrayObject* a) { return static_cast<std::size_t>(PyArray_NBYTES(a)); };
+  const auto add_interval = [&](PyArrayObject* a, bool written, const ArgName& name) {
+    const auto* d = static_cast<const char*>(PyArray_DATA(a));
+    intervals_.push_back({d, d + nbytes(a), written, name});
+  };
+  add_interval(p.arr, true, pname);
+  add_interval(g.arr, false, gname);
+  void* code_ptr[3] = {nullptr, nullptr, nullptr};
+  void* scale_ptr[3] = {nullptr, nullptr, nullptr};
+  for (int k = 0; k < 3; ++k) {
+    if ((codes[k] == nullptr) != (scales[k] == nullptr))
+      throw py::value_error(std::string(names[k]) + " and " + names[k + 3] +
+                            " must be given together");
+    if (codes[k] == nullptr) {
+      if (k < 2) throw py::value_error(std::string(names[k]) + " is required");
+      continue;
+    }
+    const ArgName cname{names[k], index}, sname{names[k + 3], index};
+    check_codes(codes[k], cname, k == 0 ? NPY_INT8 : NPY_UINT8, p, pname);
+    check_scales(scales[k], sname, nblocks, p, pname);
+    auto* ca = reinterpret_cast<PyArrayObject*>(codes[k]);
+    auto* sa = reinterpret_cast<PyArrayObject*>(scales[k]);
+    code_ptr[k] = PyArray_DATA(ca);
+    scale_ptr[k] = PyArray_DATA(sa);
+    add_interval(ca, true, cname);
+    add_interval(sa, true, sname);
+  }
+  seg.m = static_cast<std::int8_t*>(code_ptr[0]);
+  seg.v = static_cast<std::uint8_t*>(code_ptr[1]);
+  seg.vhat = static_cast<std::uint8_t*>(code_ptr[2]);
+  seg.m_scale = scale_ptr[0];
+  seg.v_scale = scale_ptr[1];
+  seg.vhat_scale = scale_ptr[2];
+  quant_by_dtype_[static_cast<int>(p.dtype) + (no_decay ? 4 : 0)].push_back(seg);
+}
+
 void CallChecker::reserve(std::size_t n, int arrays_per_tensor) {
   intervals_.reserve(n * static_cast<std::size_t>(arrays_per_tensor));
   by_dtype_[0].reserve(n);

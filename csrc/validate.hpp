@@ -38,6 +38,12 @@ class CallChecker {
   // separate group that is updated without weight decay.
   void add(PyObject* param, PyObject* grad, PyObject* const* states, const char* const* state_names,
            int nstates, Py_ssize_t index, bool no_decay = false);
+  // Adds one tensor of an 8-bit state update (adam8bit.hpp): param and grad as in add(); codes
+  // (m: int8, v and v_hat: uint8) with the param's shape and memory order; scales (the param's
+  // state dtype) 1-D with ceil(size / block) elements.  names: m, v, v_hat, then their scales'.
+  // An absent v_hat (codes[2] and scales[2] nullptr) is allowed.
+  void add_quant(PyObject* param, PyObject* grad, PyObject* const* codes, PyObject* const* scales,
+                 const char* const* names, Py_ssize_t index, index_t block, bool no_decay = false);
   // Room for n tensors of `arrays_per_tensor` arrays each.
   void reserve(std::size_t n, int arrays_per_tensor);
   // Refuses any two arrays that share memory where at least one is written.
@@ -49,6 +55,9 @@ class CallChecker {
   const std::vector<Segment>& segments(DType d, bool no_decay = false) const {
     return by_dtype_[static_cast<int>(d) + (no_decay ? 4 : 0)];
   }
+  const std::vector<QuantSegment>& quant_segments(DType d, bool no_decay = false) const {
+    return quant_by_dtype_[static_cast<int>(d) + (no_decay ? 4 : 0)];
+  }
 
  private:
   struct Interval {
@@ -58,6 +67,7 @@ class CallChecker {
     ArgName name;
   };
   std::vector<Segment> by_dtype_[8];  // [dtype], then [4 + dtype] for no_decay tensors
+  std::vector<QuantSegment> quant_by_dtype_[8];
   std::vector<Interval> intervals_;
 };
 

@@ -3,7 +3,9 @@
 * NumPy, functional: :func:`sgd_update`, :func:`rmsprop_update`, :func:`adam_update`
   update arrays in place, bit-identical to ``keras.optimizers`` in float32.
 * NumPy, stateful: :class:`SGD`, :class:`RMSprop`, :class:`Adam`, :class:`AdamW` update
-  a list of arrays in one native call (``opt.apply(grads, params)``).
+  a list of arrays in one native call (``opt.apply(grads, params)``); :class:`Adam8bit` and
+  :class:`AdamW8bit` keep m and v as 8-bit block-wise codes (a quarter of the state, about
+  16 instead of 28 bytes moved per element).
 * Keras: ``pyoptim.keras.SGD`` / ``RMSprop`` / ``Adam`` (imports TensorFlow).
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ._core import (
 )
 from .config import show_config
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
+from .optimizers_8bit import Adam8bit, AdamW8bit
 
 __version__ = "0.1.0"
 
@@ -32,7 +35,9 @@ if _isa_warning:
 __all__ = [
     "SGD",
     "Adam",
+    "Adam8bit",
     "AdamW",
+    "AdamW8bit",
     "Optimizer",
     "RMSprop",
     "adam_update",

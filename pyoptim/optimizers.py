@@ -248,10 +248,7 @@ class Optimizer:
         no_decay = self._no_decay_mask(params)
         fresh = self._slots is None
         if fresh:
-            self._slots = {
-                slot: [np.zeros_like(p, dtype=_state_dtype(p)) if isinstance(p, np.ndarray) else p for p in params]
-                for slot in self._slot_names
-            }
+            self._slots = self._new_slots(params)
         elif len(params) != len(next(iter(self._slots.values()), params)):
             raise ValueError(
                 f"this optimizer was built for {len(next(iter(self._slots.values())))} arrays, "
@@ -344,8 +341,7 @@ class Optimizer:
             raise ValueError("state's slot lists differ in length")
         for name, arrays in slots.items():
             for i, a in enumerate(arrays):
-                if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
-                    raise TypeError(f"state slot {name}[{i}] must be a float32 or float64 numpy array")
+                self._check_state_array(name, i, a)
         if self._slots is not None:
             for name, arrays in slots.items():
                 mine = self._slots[name]
@@ -384,6 +380,19 @@ class Optimizer:
     @property
     def _slot_names(self) -> Tuple[str, ...]:
         return ()
+
+    def _new_slots(self, params: List[Any]) -> Dict[str, List[Any]]:
+        """The state arrays of a first ``apply``: zeros like each parameter, in the state dtype
+        (a non-array parameter is passed through, for the kernel's checks to refuse by name)."""
+        return {
+            slot: [np.zeros_like(p, dtype=_state_dtype(p)) if isinstance(p, np.ndarray) else p for p in params]
+            for slot in self._slot_names
+        }
+
+    def _check_state_array(self, name: str, i: int, a: Any) -> None:
+        """Refuses a state array of :meth:`load_state_dict` that no slot can hold."""
+        if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"state slot {name}[{i}] must be a float32 or float64 numpy array")
 
     def _no_decay_mask(self, params: List[Any]) -> Optional[Tuple[bool, ...]]:
         if self.weight_decay is None or not (self._excluded_arrays or self._excluded_indices):

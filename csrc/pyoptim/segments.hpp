@@ -7,6 +7,7 @@
 #include <cstddef>
 
 #include "adam.hpp"
+#include "adam8bit.hpp"
 #include "common.hpp"
 #include "rmsprop.hpp"
 #include "sgd.hpp"
@@ -34,6 +35,11 @@ constexpr index_t kChunkAlign = 16;
 template <class Coeffs, class... Flags>
 using KernelFn = void (*)(const Segment*, std::size_t, int, const Coeffs&, Flags...);
 
+// The 8-bit state kernels (adam8bit.hpp): a list of QuantSegments, the block size.
+template <class T>
+using QuantKernelFn = void (*)(const QuantSegment*, std::size_t, int, const AdamCoeffs<T>&, index_t,
+                               bool, bool);
+
 struct KernelTable {
   const char* isa;
   KernelFn<SgdCoeffs<float>, SgdMode, bool> sgd_f32, sgd_f16, sgd_bf16;
@@ -42,6 +48,8 @@ struct KernelTable {
   KernelFn<RmspropCoeffs<double>, bool, bool, bool> rmsprop_f64;
   KernelFn<AdamCoeffs<float>, bool, bool> adam_f32, adam_f16, adam_bf16;
   KernelFn<AdamCoeffs<double>, bool, bool> adam_f64;
+  QuantKernelFn<float> adam8bit_f32, adam8bit_f16, adam8bit_bf16;
+  QuantKernelFn<double> adam8bit_f64;
 };
 
 }  // namespace pyoptim
