@@ -414,8 +414,15 @@ void adam8bit_multi(py::object params, py::object grads, py::object m_codes, py:
     }
     const bool excluded = mask && PyTuple_GET_ITEM(mask.ptr(), i) == Py_True;
     PyObject* param = PyTuple_GET_ITEM(a.params.ptr(), i);
-    if (PyArray_Check(codes[0]) &&
-        PyArray_TYPE(reinterpret_cast<PyArrayObject*>(codes[0])) != NPY_INT8) {
+    const int m_type = PyArray_Check(codes[0])
+                           ? PyArray_TYPE(reinterpret_cast<PyArrayObject*>(codes[0])) : NPY_INT8;
+    if (m_type != NPY_INT8 && m_type != NPY_FLOAT && m_type != NPY_DOUBLE)
+      throw py::type_error("momentums[" + std::to_string(i) + "] must have dtype int8 (8-bit "
+                           "state) or float32/float64 (float state, a tensor below "
+                           "min_8bit_size), got " +
+                           py::str(py::handle(reinterpret_cast<PyObject*>(PyArray_DESCR(
+                               reinterpret_cast<PyArrayObject*>(codes[0]))))).cast<std::string>());
+    if (m_type != NPY_INT8) {
       // A tensor below min_8bit_size: float state, Adam's kernel (its scales are not used).
       c.add(param, grad, codes, a.names.data(), 3, i, excluded);
     } else {

@@ -33,7 +33,7 @@ BUILD="$WORK/build"
 WHEELS="$WORK/wheels"
 SITE="$WORK/site"
 LOG="$WORK/pytest.log"
-DEFAULT_TESTS="tests/test_core.py tests/test_stateful.py tests/test_bad_input.py tests/test_properties.py tests/test_state.py tests/test_determinism.py tests/test_concurrency.py tests/test_large.py"
+DEFAULT_TESTS="tests/test_core.py tests/test_stateful.py tests/test_bad_input.py tests/test_properties.py tests/test_state.py tests/test_determinism.py tests/test_concurrency.py tests/test_large.py tests/test_8bit.py"
 TESTS="${SANITIZE_TESTS:-$DEFAULT_TESTS}"
 
 start=$(date +%s)

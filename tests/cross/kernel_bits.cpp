@@ -106,6 +106,65 @@ std::string run(unsigned seed, int threads, Step step) {
   return text;
 }
 
+// The 8-bit state kernels (adam8bit.hpp): random codes and scales, 3 steps, block 96 (40009 is
+// not a multiple: a short last block); hashes param, codes and scales.
+template <class T, class P>
+std::string run8(unsigned seed, int threads, bool amsgrad, bool decay,
+                 pyoptim::QuantKernelFn<T> fn, const pyoptim::AdamCoeffs<T>& c) {
+  constexpr index_t kBlock = 96, kBlocks = (kN + kBlock - 1) / kBlock;
+  Rng rng{seed};
+  std::vector<P> p(kN), g(kN);
+  std::vector<std::int8_t> m(kN);
+  std::vector<std::uint8_t> v(kN), vh(kN);
+  std::vector<T> sm(kBlocks), sv(kBlocks), svh(kBlocks);
+  for (index_t i = 0; i < kN; ++i) {
+    p[i] = make<P>(rng, 2.0);
+    m[i] = static_cast<std::int8_t>(static_cast<int>(rng.next() % 255) - 127);
+    v[i] = static_cast<std::uint8_t>(rng.next() % 256);
+    vh[i] = static_cast<std::uint8_t>(rng.next() % 256);
+  }
+  for (index_t b = 0; b < kBlocks; ++b) {
+    sm[b] = static_cast<T>(std::fabs(rng.value(0.1)));
+    sv[b] = static_cast<T>(std::fabs(rng.value(0.5)));
+    svh[b] = static_cast<T>(std::fabs(rng.value(0.5)));
+  }
+  for (int k = 0; k < 3; ++k) {
+    for (index_t i = 0; i < kN; ++i) g[i] = make<P>(rng, k == 1 ? 30.0 : 0.3);
+    const pyoptim::QuantSegment seg{p.data(),  g.data(),  m.data(),  v.data(),
+                                    amsgrad ? vh.data() : nullptr,   sm.data(),
+                                    sv.data(), amsgrad ? svh.data() : nullptr, kN};
+    fn(&seg, 1, threads, c, kBlock, amsgrad, decay);
+  }
+  Hash hash;
+  hash.add(p);
+  hash.bytes(m.data(), m.size());
+  hash.bytes(v.data(), v.size());
+  hash.bytes(vh.data(), vh.size());
+  hash.add(sm);
+  hash.add(sv);
+  hash.add(svh);
+  char text[64];
+  std::snprintf(text, sizeof text, "%016llx nan=%ld", static_cast<unsigned long long>(hash.h),
+                hash.nans);
+  return text;
+}
+
+template <class T, class P>
+void adam8bit_variants(const char* type, pyoptim::QuantKernelFn<T> fn) {
+  const T lr = static_cast<T>(0.01), wd = static_cast<T>(0.004);
+  const T alpha = lr * std::sqrt(T(1) - static_cast<T>(0.999)) / (T(1) - static_cast<T>(0.9));
+  const pyoptim::AdamCoeffs<T> c{alpha, static_cast<T>(1.0 - 0.9), static_cast<T>(1.0 - 0.999),
+                                 static_cast<T>(1e-7), lr, wd};
+  for (int decay = 0; decay < 2; ++decay) {
+    for (int amsgrad = 0; amsgrad < 2; ++amsgrad) {
+      const auto one = run8<T, P>(41 + amsgrad, 1, amsgrad != 0, decay != 0, fn, c);
+      const auto two = run8<T, P>(41 + amsgrad, 2, amsgrad != 0, decay != 0, fn, c);
+      std::printf("%s adam8bit amsgrad=%d decay=%d %s%s\n", type, amsgrad, decay, one.c_str(),
+                  one == two ? "" : " THREADS-DIFFER");
+    }
+  }
+}
+
 template <class T, class P>
 void all_variants(const char* type,
                   void (*sgd)(const Segment*, std::size_t, int, const pyoptim::SgdCoeffs<T>&,
@@ -167,5 +226,9 @@ int main(int argc, char** argv) {
   all_variants<double, double>("float64", kt.sgd_f64, kt.rmsprop_f64, kt.adam_f64);
   all_variants<float, pyoptim::Float16>("float16", kt.sgd_f16, kt.rmsprop_f16, kt.adam_f16);
   all_variants<float, pyoptim::BFloat16>("bfloat16", kt.sgd_bf16, kt.rmsprop_bf16, kt.adam_bf16);
+  adam8bit_variants<float, float>("float32", kt.adam8bit_f32);
+  adam8bit_variants<double, double>("float64", kt.adam8bit_f64);
+  adam8bit_variants<float, pyoptim::Float16>("float16", kt.adam8bit_f16);
+  adam8bit_variants<float, pyoptim::BFloat16>("bfloat16", kt.adam8bit_bf16);
   return 0;
 }
