@@ -7,8 +7,8 @@ Codes: m is int8 ``q`` with value ``((q * |q|) * T(1 / 127^2)) * scale_m``; v (a
 memory order: dequantise, Adam's arithmetic (Keras' order, :func:`reference.adam`), the
 parameter from the new unquantised m and v; per block of ``block`` elements: scale = max |x| of
 the new values (NaN when one is not finite, and then codes 0), ``inv = 1 / scale`` (0 for a zero
-scale), ``q_m = sign * rint(sqrt(min(|m| * inv, 1)) * 127)``,
-``q_v = rint(sqrt(sqrt(min(|v| * inv, 1))) * 255)``, rint half to even.
+scale), ``q_m = sign * rint(sqrt(|m| * inv) * 127)``,
+``q_v = rint(sqrt(sqrt(v) * sqrt(inv)) * 255)`` (v_hat likewise), rint half to even.
 """
 from __future__ import annotations
 
@@ -49,15 +49,19 @@ def _block_max(x: np.ndarray, block: int) -> np.ndarray:
     return pad.reshape(nb, block).max(axis=1), finite.reshape(nb, block).all(axis=1)
 
 
-def _encode(x: np.ndarray, inv_e: np.ndarray, T, signed: bool) -> np.ndarray:
-    r = np.abs(x) * inv_e
-    r = np.where(r < T(1), r, T(1))
-    root = np.sqrt(r) if signed else np.sqrt(np.sqrt(r))
-    q = (root * T(127 if signed else 255) + _ROUND[T]) - _ROUND[T]
-    q = np.where(np.isfinite(q), q, 0).astype(np.int32)
-    if signed:
-        return np.where(x < 0, -q, q).astype(np.int8)
-    return q.astype(np.uint8)
+def _round(x: np.ndarray, T) -> np.ndarray:
+    return (x + _ROUND[T]) - _ROUND[T]  # half to even, as the kernel
+
+
+def _encode_signed(m: np.ndarray, inv_e: np.ndarray, T) -> np.ndarray:
+    q = _round(np.sqrt(np.abs(m) * inv_e) * T(127), T)  # |m| * inv <= 1 + 2**-23: no clamp
+    q = np.copysign(q, m)
+    return np.where(np.isfinite(q), q, 0).astype(np.int32).astype(np.int8)
+
+
+def _encode_root(root: np.ndarray, inv_root_e: np.ndarray, T) -> np.ndarray:
+    q = _round(np.sqrt(root * inv_root_e) * T(255), T)
+    return np.where(np.isfinite(q), q, 0).astype(np.int32).astype(np.uint8)
 
 
 def adam8bit_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], *, step: int,
@@ -103,7 +107,10 @@ def adam8bit_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarr
         for k, x in values.items():
             scale = np.where(finite, maxima[k], T(np.nan)).astype(T)
             inv = np.where(finite & (maxima[k] > 0), T(1) / np.where(maxima[k] > 0, maxima[k], T(1)), T(0)).astype(T)
-            codes = _encode(x, _per_element(inv, n, block), T, signed=(k == "m"))
+            if k == "m":
+                codes = _encode_signed(x, _per_element(inv, n, block), T)
+            else:  # the square root of v (v_hat) against sqrt(1 / scale)
+                codes = _encode_root(np.sqrt(x), _per_element(np.sqrt(inv), n, block), T)
             codes = np.where(_per_element(finite, n, block), codes, 0).astype(codes.dtype)
             out[k] = codes.reshape(param.shape, order=order)
             out[k + "_scale"] = scale

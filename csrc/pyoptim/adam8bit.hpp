@@ -20,9 +20,12 @@
 //
 // then, per block, scale = max |x| over the block's new values and
 //
-//   q_m = sign(m) * rint(sqrt(min(|m| * inv, 1)) * 127)
-//   q_v = rint(sqrt(sqrt(min(|v| * inv, 1))) * 255),     inv = 1 / scale (0 when scale == 0)
+//   q_m = sign(m) * rint(sqrt(|m| * inv_m) * 127),            inv_m = 1 / scale_m
+//   q_v = rint(sqrt(sqrt(v) * inv_root) * 255),               inv_root = sqrt(1 / scale_v)
 //
+// (inv = 0 for a zero scale; sqrt(v) is the update's own denominator, so v's code costs one
+// more square root, not two; v_hat likewise with sqrt(v_hat).  The products are at most
+// 1 + a few ulps, so the codes never pass 127 and 255.)
 // rint rounds half to even (as (x + 1.5 * 2^23) - 1.5 * 2^23, which every instruction set
 // vectorises).  A block whose new m (or v, v_hat) holds a NaN or an infinity stores the scale NaN
 // and codes 0: its parameters got this step's value (NaN only where the element's own arithmetic
@@ -94,20 +97,6 @@ inline T round_half_even(T x) {
   return (x + QuantConstants<T>::kRound) - QuantConstants<T>::kRound;
 }
 
-template <class T>
-inline std::int8_t encode_signed(T x, T inv) {
-  const T r = std::abs(x) * inv;
-  const T q = round_half_even(std::sqrt(r < T(1) ? r : T(1)) * T(127));
-  const int qi = static_cast<int>(q);
-  return static_cast<std::int8_t>(x < T(0) ? -qi : qi);
-}
-template <class T>
-inline std::uint8_t encode_unsigned(T x, T inv) {
-  const T r = std::abs(x) * inv;
-  const T q = round_half_even(std::sqrt(std::sqrt(r < T(1) ? r : T(1))) * T(255));
-  return static_cast<std::uint8_t>(static_cast<int>(q));
-}
-
 // The scale stored for a block whose largest |value| is `absmax` (NaN when a value was not
 // finite) and the factor that encodes it.
 template <class T>
@@ -122,53 +111,66 @@ inline bool is_finite_abs(T a) {  // a = |x|; false for NaN and infinity
 }
 
 // Elements [b, e) of one tensor, one block: b is a multiple of the block size, e - b <= it.
-// `blk` indexes the block's scales.  mb and vb: kMaxQuantBlock scratch values each.
+// `blk` indexes the block's scales.  mb, vb (and hb, AMSGrad): kMaxQuantBlock scratch values
+// each.  Four plain loops, each over one element type, so that the compiler uses the widest
+// vectors for the arithmetic (a loop mixing int8 and float is vectorised at half width):
+// dequantise; update (and the block's largest values); encode; store the codes.
 template <class T, bool kAmsgrad, bool kDecay, class P, class G>
 inline void adam8bit_block(P* PYOPTIM_RESTRICT p, const G& grad, std::int8_t* PYOPTIM_RESTRICT qm,
                            std::uint8_t* PYOPTIM_RESTRICT qv, std::uint8_t* PYOPTIM_RESTRICT qvh,
                            T* sm, T* sv, T* svh, index_t blk, index_t b, index_t e,
                            const AdamCoeffs<T>& c, T* PYOPTIM_RESTRICT mb,
-                           T* PYOPTIM_RESTRICT vb) {
+                           T* PYOPTIM_RESTRICT vb, T* PYOPTIM_RESTRICT hb) {
   const T alpha = c.alpha, omb1 = c.one_minus_beta_1, omb2 = c.one_minus_beta_2,
           eps = c.epsilon, lr = c.lr, wd = c.weight_decay;
   const T scale_m = sm[blk], scale_v = sv[blk], scale_vh = kAmsgrad ? svh[blk] : T(0);
   const index_t len = e - b;
   T am = T(0), av = T(0), avh = T(0);
   int bad = 0;
-  // 1. dequantise, update (the parameter with the new, unquantised m and v), keep the new
-  //    values and the block's largest.
+  // 0. dequantise into the scratch buffers
+#pragma omp simd
+  for (index_t j = 0; j < len; ++j) {
+    mb[j] = decode_signed<T>(qm[b + j]) * scale_m;
+    vb[j] = decode_unsigned<T>(qv[b + j]) * scale_v;
+    if constexpr (kAmsgrad) hb[j] = decode_unsigned<T>(qvh[b + j]) * scale_vh;
+  }
+  // 1. Adam's update, the parameter from the new unquantised m and v (or v_hat); keep m and
+  //    sqrt(v) (sqrt(v_hat)) for the encoding and the block's largest values
 #pragma omp simd reduction(max : am, av, avh) reduction(| : bad)
   for (index_t j = 0; j < len; ++j) {
     const index_t i = b + j;
     T pi = load<T>(p[i]);
     if constexpr (kDecay) pi = pi - pi * wd * lr;
     const T gi = grad(i);
-    const T m0 = decode_signed<T>(qm[i]) * scale_m;
-    const T v0 = decode_unsigned<T>(qv[i]) * scale_v;
+    const T m0 = mb[j], v0 = vb[j];
     const T mi = m0 + (gi - m0) * omb1;
-    T vi = v0 + (grad.square(i, gi) - v0) * omb2;
+    const T vi = v0 + (grad.square(i, gi) - v0) * omb2;
     const T ami = std::abs(mi), avi = std::abs(vi);
     am = ami > am ? ami : am;
     av = avi > av ? avi : av;
     bad |= static_cast<int>(!is_finite_abs(ami)) | static_cast<int>(!is_finite_abs(avi));
-    mb[j] = mi;
-    vb[j] = vi;
+    T root = std::sqrt(vi);
     if constexpr (kAmsgrad) {
-      vi = max_propagate_nan(decode_unsigned<T>(qvh[i]) * scale_vh, vi);
-      const T avhi = std::abs(vi);
+      const T vh = max_propagate_nan(hb[j], vi);
+      const T avhi = std::abs(vh);
       avh = avhi > avh ? avhi : avh;
       bad |= static_cast<int>(!is_finite_abs(avhi));
+      hb[j] = std::sqrt(vh);
+      p[i] = store<P>(pi - (mi * alpha) / (hb[j] + eps));
+    } else {
+      p[i] = store<P>(pi - (mi * alpha) / (root + eps));
     }
-    p[i] = store<P>(pi - (mi * alpha) / (std::sqrt(vi) + eps));
+    mb[j] = mi;
+    vb[j] = root;
   }
-  // 2. the block's new scales, then its new codes.  AMSGrad's v_hat is max(v_hat, v) again
-  //    (the same value as above; p was written, so it is recomputed from the codes, which
-  //    this loop rewrites only after reading).
+  // 2. the block's new scales
   const bool finite = bad == 0;
   T inv_m, inv_v, inv_vh = T(0);
   block_scale(am, finite, &sm[blk], &inv_m);
   block_scale(av, finite, &sv[blk], &inv_v);
   if constexpr (kAmsgrad) block_scale(avh, finite, &svh[blk], &inv_vh);
+  inv_v = std::sqrt(inv_v);
+  inv_vh = std::sqrt(inv_vh);
   if (!finite) {
     for (index_t j = 0; j < len; ++j) {
       qm[b + j] = 0;
@@ -177,15 +179,18 @@ inline void adam8bit_block(P* PYOPTIM_RESTRICT p, const G& grad, std::int8_t* PY
     }
     return;
   }
+  // 3. the codes, as floats; 4. stored as bytes
 #pragma omp simd
   for (index_t j = 0; j < len; ++j) {
-    const index_t i = b + j;
-    if constexpr (kAmsgrad) {
-      const T vh = max_propagate_nan(decode_unsigned<T>(qvh[i]) * scale_vh, vb[j]);
-      qvh[i] = encode_unsigned<T>(vh, inv_vh);
-    }
-    qm[i] = encode_signed<T>(mb[j], inv_m);
-    qv[i] = encode_unsigned<T>(vb[j], inv_v);
+    mb[j] = std::copysign(round_half_even(std::sqrt(std::abs(mb[j]) * inv_m) * T(127)), mb[j]);
+    vb[j] = round_half_even(std::sqrt(vb[j] * inv_v) * T(255));
+    if constexpr (kAmsgrad) hb[j] = round_half_even(std::sqrt(hb[j] * inv_vh) * T(255));
+  }
+#pragma omp simd
+  for (index_t j = 0; j < len; ++j) {
+    qm[b + j] = static_cast<std::int8_t>(static_cast<int>(mb[j]));
+    qv[b + j] = static_cast<std::uint8_t>(static_cast<int>(vb[j]));
+    if constexpr (kAmsgrad) qvh[b + j] = static_cast<std::uint8_t>(static_cast<int>(hb[j]));
   }
 }
 
@@ -196,11 +201,12 @@ inline void adam8bit_blocks(P* p, G grad, std::int8_t* qm, std::uint8_t* qv, std
                             index_t bhi, const AdamCoeffs<T>& c) {
   alignas(64) T mb[kMaxQuantBlock];
   alignas(64) T vb[kMaxQuantBlock];
+  alignas(64) T hb[kAmsgrad ? kMaxQuantBlock : 1];
   for (index_t k = blo; k < bhi; ++k) {
     const index_t b = k * block;
     const index_t e = b + block < n ? b + block : n;
     adam8bit_block<T, kAmsgrad, kDecay, P, G>(p, grad, qm, qv, qvh, sm, sv, svh, k, b, e, c, mb,
-                                               vb);
+                                               vb, hb);
   }
 }
 
