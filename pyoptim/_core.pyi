@@ -64,3 +64,11 @@ def _adam_multi(
     learning_rate: float, beta_1: float, beta_2: float, epsilon: float, weight_decay: Optional[float],
     no_decay: Optional[Tuple[bool, ...]] = None,
 ) -> None: ...
+def _adam8bit_multi(
+    params: Sequence[np.ndarray], grads: Sequence[Optional[np.ndarray]], momentums: Sequence[np.ndarray],
+    velocities: Sequence[np.ndarray], velocity_hats: Optional[Sequence[np.ndarray]],
+    momentum_scales: Sequence[np.ndarray], velocity_scales: Sequence[np.ndarray],
+    velocity_hat_scales: Optional[Sequence[np.ndarray]], step: int, learning_rate: float,
+    beta_1: float, beta_2: float, epsilon: float, weight_decay: Optional[float], block_size: int,
+    no_decay: Optional[Tuple[bool, ...]] = None,
+) -> None: ...
