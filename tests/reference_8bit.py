@@ -106,7 +106,8 @@ def adam8bit_step(param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarr
             finite = fin if finite is None else finite & fin
         for k, x in values.items():
             scale = np.where(finite, maxima[k], T(np.nan)).astype(T)
-            inv = np.where(finite & (maxima[k] > 0), T(1) / np.where(maxima[k] > 0, maxima[k], T(1)), T(0)).astype(T)
+            r = T(1) / np.where(maxima[k] > 0, maxima[k], T(1))
+            inv = np.where(finite & (maxima[k] > 0) & np.isfinite(r), r, T(0)).astype(T)
             if k == "m":
                 codes = _encode_signed(x, _per_element(inv, n, block), T)
             else:  # the square root of v (v_hat) against sqrt(1 / scale)

@@ -227,6 +227,20 @@ def test_non_finite_block_stays_in_its_block():
     assert identical_bits(pb[~poisoned], pc[~poisoned])
 
 
+def test_tiny_block_codes_as_zeros():
+    """A block whose largest |m| is below 1/FLT_MAX (1 / absmax overflows) codes as zeros,
+    as the transcription says (no float-to-int conversion of an infinity)."""
+    p0 = np.ones(512, np.float32)
+    g = np.full(512, 1e-38, np.float32)
+    g[256:] = 1.0
+    opt = pyoptim.Adam8bit(min_8bit_size=0)
+    p = p0.copy()
+    opt.apply([g], [p])
+    ref_p, ref_state = _run_reference(p0, [g], 256)
+    _assert_matches(opt, p, ref_p, ref_state)
+    assert (opt.slots["momentums"][0][:256] == 0).all() and (opt.slots["momentums"][0][256:] == 127).all()
+
+
 def test_codes_decode_as_documented():
     q = np.arange(-127, 128).astype(np.int8)
     m = decode_signed(q, np.float32)

@@ -102,7 +102,9 @@ inline T round_half_even(T x) {
 template <class T>
 inline void block_scale(T absmax, bool finite, T* scale, T* inv) {
   *scale = finite ? absmax : std::numeric_limits<T>::quiet_NaN();
-  *inv = (finite && absmax > T(0)) ? T(1) / absmax : T(0);
+  // 1 / absmax overflows for absmax below about 2.9e-39 (float): such a block codes as zeros.
+  const T r = absmax > T(0) ? T(1) / absmax : T(0);
+  *inv = (finite && r <= std::numeric_limits<T>::max()) ? r : T(0);
 }
 
 template <class T>
