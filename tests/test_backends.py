@@ -171,7 +171,7 @@ def test_same_optimizers_and_bits_as_keras(backend, tmp_path):
     status = info["status"]
     assert status["fast_path_available"] is False and status["keras_backend"] == backend
     assert f"'{backend}'" in status["error"] and status["library"] is None
-    assert status["kernel_calls"] == {"sgd": 0, "rmsprop": 0, "adam": 0}
+    assert status["kernel_calls"] == {"sgd": 0, "rmsprop": 0, "adam": 0, "adam8bit": 0}
     assert len(info["warnings"]) == 1 and backend in info["warnings"][0], info["warnings"]
 
 

@@ -1,5 +1,6 @@
 """pyoptim for Keras 3: ``SGD``, ``RMSprop``, ``Adam``, ``AdamW`` as drop-in ``keras.optimizers``,
-and ``LazyAdam``.
+``LazyAdam``, and ``Adam8bit`` / ``AdamW8bit`` (8-bit block-wise state, see
+:mod:`pyoptim.keras.optimizers_8bit`).
 
 ::
 
@@ -17,11 +18,16 @@ optimizers run Keras' own ``update_step`` with a one-time warning; :func:`status
 tell which path ran; :func:`variable_copies` counts variables copied before an update (copy-on-write).  Import
 ``pyoptim.keras`` before ``keras.models.load_model`` so saved models find the classes (they are
 registered as ``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam`` / ``pyoptim>AdamW`` /
-``pyoptim>LazyAdam``).
+``pyoptim>LazyAdam`` / ``pyoptim>Adam8bit`` / ``pyoptim>AdamW8bit``).
+
+``Adam8bit`` and ``AdamW8bit`` have no Keras counterpart and no fallback: their state exists only
+for pyoptim's op, so where the op cannot run they raise an error naming the reason, and on
+another Keras backend they cannot be constructed.
 
 On Keras' other backends (``KERAS_BACKEND=torch`` or ``jax``) the classes are exactly the
 optimizers ``keras.optimizers`` gives there (see :mod:`pyoptim.keras.native`): the kernels serve
-the TensorFlow backend only, and this module then never imports TensorFlow.  On the TensorFlow
+the TensorFlow backend only, and this module then never imports TensorFlow (``Adam8bit`` /
+``AdamW8bit`` exist there too, but constructing one raises a RuntimeError).  On the TensorFlow
 backend importing it imports TensorFlow; ``import pyoptim`` alone never does.
 """
 from __future__ import annotations
@@ -38,13 +44,14 @@ from . import _build
 
 BACKEND = keras.backend.backend()
 _TENSORFLOW = BACKEND == "tensorflow"
-_KERNELS = ("sgd", "rmsprop", "adam")
+_KERNELS = ("sgd", "rmsprop", "adam", "adam8bit")
 
 if _TENSORFLOW:
     from . import _loader
     from .optimizers import SGD, Adam, AdamW, LazyAdam, RMSprop
+    from .optimizers_8bit import Adam8bit, AdamW8bit
 else:
-    from .native import SGD, Adam, AdamW, LazyAdam, RMSprop
+    from .native import SGD, Adam, Adam8bit, AdamW, AdamW8bit, LazyAdam, RMSprop
 
 
 def fast_path_available() -> bool:
@@ -70,14 +77,18 @@ def _counters() -> List[List[int]]:
 
 def kernel_calls() -> Dict[str, int]:
     """How many variable updates each kernel has run in this process (``{"sgd": n,
-    "rmsprop": n, "adam": n}``; AdamW and LazyAdam count as adam), counted inside the op; all zero
-    when the op is not loaded."""
+    "rmsprop": n, "adam": n, "adam8bit": n}``; AdamW and LazyAdam count as adam; Adam8bit and
+    AdamW8bit count their 8-bit variables as adam8bit and their small, float-state variables
+    (fewer than ``min_8bit_size`` elements) as adam), counted inside the op; all zero when the
+    op is not loaded."""
     return dict(zip(_KERNELS, (int(c) for c in _counters()[0])))
 
 
 def op_calls() -> Dict[str, int]:
     """How many times each kernel's op has run in this process: one per training step and
-    dtype (and device), however many variables it updated."""
+    dtype (and device), however many variables it updated (same keys as :func:`kernel_calls`;
+    an Adam8bit step runs the adam8bit op for its 8-bit variables and, if it has small ones,
+    the adam op for those)."""
     return dict(zip(_KERNELS, (int(c) for c in _counters()[1])))
 
 
@@ -142,5 +153,6 @@ def _tensorflow_version() -> Optional[str]:
     return None
 
 
-__all__ = ["BACKEND", "SGD", "RMSprop", "Adam", "AdamW", "LazyAdam", "build", "fast_path_available",
+__all__ = ["BACKEND", "SGD", "RMSprop", "Adam", "AdamW", "LazyAdam", "Adam8bit", "AdamW8bit",
+           "build", "fast_path_available",
            "kernel_calls", "op_calls", "status", "variable_copies"]

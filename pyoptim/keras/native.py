@@ -1,4 +1,5 @@
-"""``SGD``, ``RMSprop``, ``Adam``, ``AdamW`` and ``LazyAdam`` on Keras backends other than TensorFlow.
+"""``SGD``, ``RMSprop``, ``Adam``, ``AdamW`` and ``LazyAdam`` on Keras backends other than TensorFlow
+(and ``Adam8bit`` / ``AdamW8bit``, which cannot be constructed there).
 
 pyoptim's kernels reach Keras through a TensorFlow custom op, so they serve the TensorFlow backend
 only.  On another backend each class here is exactly the optimizer ``keras.optimizers.<Name>``
@@ -58,3 +59,25 @@ Adam = _native_class("Adam", keras.optimizers.Adam)
 AdamW = _native_class("AdamW", keras.optimizers.AdamW)
 # Keras' torch and JAX backends give dense gradients only, for which LazyAdam is Adam.
 LazyAdam = _native_class("LazyAdam", keras.optimizers.Adam)
+
+
+def _tensorflow_only_class(name: str, generic: Type[keras.optimizers.Optimizer]) -> type:
+    """``Adam8bit`` / ``AdamW8bit``: importable and registered (so that loading a model saved
+    with one gives this error, not an unknown-class one), but their 8-bit state is updated by
+    pyoptim's TensorFlow op only, so constructing one raises a RuntimeError."""
+    base = _resolved(generic)
+
+    def __init__(self: object, *args: object, **kwargs: object) -> None:
+        raise RuntimeError(
+            f"pyoptim.keras.{name} needs Keras' TensorFlow backend: its 8-bit state is updated "
+            f"by pyoptim's TensorFlow op, and the Keras backend is {keras.backend.backend()!r} "
+            f"(set KERAS_BACKEND=tensorflow, or use pyoptim.{name} on NumPy arrays)")
+
+    doc = (f"Unavailable on this backend: ``pyoptim.keras.{name}`` (8-bit block-wise Adam state) "
+           "needs Keras' TensorFlow backend; constructing one raises a RuntimeError.")
+    cls = type(name, (base,), {"__doc__": doc, "__module__": __name__, "__init__": __init__})
+    return keras.saving.register_keras_serializable(package="pyoptim")(cls)
+
+
+Adam8bit = _tensorflow_only_class("Adam8bit", keras.optimizers.Adam)
+AdamW8bit = _tensorflow_only_class("AdamW8bit", keras.optimizers.AdamW)

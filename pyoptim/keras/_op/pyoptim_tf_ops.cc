@@ -42,6 +42,7 @@
 #include "tensorflow/core/platform/threadpool.h"
 
 #include "pyoptim/adam.hpp"
+#include "pyoptim/adam8bit.hpp"
 #include "pyoptim/rmsprop.hpp"
 #include "pyoptim/segments.hpp"  // kParallelMinElements, kChunkAlign
 #include "pyoptim/sgd.hpp"
@@ -61,9 +62,10 @@ using shape_inference::ShapeHandle;
 // How many variable updates each kernel ran, and in how many op executions (all threads, all
 // devices), for tests that must prove the fast path executed and that a step is one op.
 // Relaxed atomics: two increments per op call.
-std::atomic<int64_t> g_calls[3];  // sgd, rmsprop, adam
-std::atomic<int64_t> g_ops[3];
-enum CallSlot { kSgd = 0, kRmsprop = 1, kAdam = 2 };
+constexpr int kCallSlots = 4;
+std::atomic<int64_t> g_calls[kCallSlots];  // sgd, rmsprop, adam, adam8bit
+std::atomic<int64_t> g_ops[kCallSlots];
+enum CallSlot { kSgd = 0, kRmsprop = 1, kAdam = 2, kAdam8bit = 3 };
 // How many variables (or slots) were copied before an update because a pending read still
 // shared their buffer (TensorFlow's copy-on-write): a measure of lost time, see
 // pyoptim.keras.variable_copies().
@@ -223,15 +225,62 @@ next entry of `indices`: their rows), as Keras densifies it: grad is S(g) and gr
 marked in decay still decays in every row.
 )doc");
 
+REGISTER_OP("PyoptimApplyAdam8bit")
+    .Input("var: N * resource")
+    .Input("m: N * resource")
+    .Input("v: N * resource")
+    .Input("v_hat: num_amsgrad * resource")
+    .Input("m_scale: N * resource")
+    .Input("v_scale: N * resource")
+    .Input("v_hat_scale: num_amsgrad * resource")
+    .Input("alpha: T")
+    .Input("one_minus_beta_1: T")
+    .Input("one_minus_beta_2: T")
+    .Input("epsilon: T")
+    .Input("learning_rate: T")
+    .Input("weight_decay: T")
+    .Input("grad: N * T")
+    .Input("indices: Tindices")
+    .Attr("T: {float, double}")
+    .Attr("N: int >= 1")
+    .Attr("num_amsgrad: int >= 0")
+    .Attr("block_size: int")
+    .Attr("sparse: list(bool) = []")
+    .Attr("Tindices: list({int32, int64}) >= 0 = []")
+    .Attr("decay: list(bool) = []")
+    .SetIsStateful()
+    .SetShapeFn([](InferenceContext* c) {
+      int first;
+      TF_RETURN_IF_ERROR(ResourceCount(c, 5, {"num_amsgrad", "num_amsgrad"}, &first));
+      return ScalarInputs(c, first, 6);
+    })
+    .Doc(R"doc(
+In place, for each of the N variables, Adam with 8-bit block-wise state (pyoptim/adam8bit.hpp,
+the NumPy core's pyoptim.Adam8bit kernel): m is kept as int8 codes (resource m, var's shape) and
+one scale of T per block of block_size elements (resource m_scale, shape [ceil(n / block_size)]),
+v (and v_hat with AMSGrad) as uint8 codes and scales.  Per block: dequantise, then per element
+(after the textbook weight decay var = var - var * weight_decay * learning_rate when decay[i])
+  m = m + (grad - m) * (1 - beta_1)
+  v = v + (grad^2 - v) * (1 - beta_2)
+  AMSGrad: v_hat = max(v_hat, v), used instead of v below
+  var = var - (m * alpha) / (sqrt(v) + epsilon)
+then requantise the block (scale = the block's largest |value|; NaN and codes 0 when a value is
+not finite).  Each block is computed whole by one thread, so results do not depend on the
+number of threads.  A variable marked in `sparse` has a tf.IndexedSlices gradient (grad: the
+slices' values; the next entry of `indices`: their rows), as Keras densifies it: grad is S(g)
+and grad^2 is S(g^2) (each slice squared, then summed per row in index order, from +0.0) in every
+row.  block_size: a multiple of 32 from 32 to 4096.
+)doc");
+
 REGISTER_OP("PyoptimKernelCalls")
     .Output("calls: int64")
     .SetIsStateful()
     .SetShapeFn([](InferenceContext* c) {
-      c->set_output(0, c->Matrix(2, 3));
+      c->set_output(0, c->Matrix(2, kCallSlots));
       return absl::OkStatus();
     })
-    .Doc("Row 0: how many variable updates the SGD, RMSprop and Adam kernels ran in this "
-         "process; row 1: how many op executions those took.");
+    .Doc("Row 0: how many variable updates the SGD, RMSprop, Adam and Adam8bit kernels ran in "
+         "this process; row 1: how many op executions those took.");
 
 REGISTER_OP("PyoptimVariableCopies")
     .Output("copies: int64")
@@ -321,15 +370,68 @@ void RunOverTensors(OpKernelContext* ctx, const std::vector<index_t>& sizes, con
   RunSharded(ctx, total, body);
 }
 
-// The first `count` inputs (resources) of one update: locked for the lifetime of this object,
-// each distinct mutex once, in the order of their addresses (a global order, as
-// MaybeLockVariableInputMutexesInOrder, without its quadratic search), then made safe to update
-// in place: a buffer that a pending read still shares is copied first (PrepareToUpdateVariable,
-// as GetInputTensorFromVariable does: copy-on-write; counted in g_copies).
-template <class T>
-class LockedVariables {
+// Runs f(k, first_block, end_block) over the 8-bit blocks of tensors of sizes[0..N) (tensor k
+// has ceil(sizes[k] / block) blocks, the last one possibly short), all tensors' blocks laid end
+// to end, in chunks of whole blocks that the calling thread and helpers on TensorFlow's intra-op
+// pool take one at a time (as RunSharded).  A block is never split between threads: each is
+// computed whole, by one thread, with the same code, so the result (the block's scale above all)
+// does not depend on the number of threads or on the tensors' positions in the list.
+template <class F>
+void RunOverBlocks(OpKernelContext* ctx, const std::vector<index_t>& sizes, index_t block,
+                   const F& f) {
+  std::vector<index_t> start(sizes.size()), blocks(sizes.size());
+  index_t total = 0, elements = 0;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    start[k] = total;
+    blocks[k] = (sizes[k] + block - 1) / block;
+    total += blocks[k];
+    elements += sizes[k];
+  }
+  const std::function<void(int64_t, int64_t)> body = [&](int64_t b, int64_t e) {
+    size_t k = std::upper_bound(start.begin(), start.end(), b) - start.begin() - 1;
+    for (; k < sizes.size() && start[k] < e; ++k) {
+      const index_t lo = std::max<index_t>(b, start[k]) - start[k];
+      const index_t hi = std::min<index_t>(e, start[k] + blocks[k]) - start[k];
+      if (lo < hi) f(k, lo, hi);
+    }
+  };
+  const DeviceBase::CpuWorkerThreads* wt = ctx->device()->tensorflow_cpu_worker_threads();
+  const int threads = (wt != nullptr && wt->workers != nullptr) ? wt->num_threads : 1;
+  if (threads <= 1 || elements < pyoptim::kParallelMinElements) {
+    if (total > 0) body(0, total);
+    return;
+  }
+  // Chunks of at least kParallelMinElements / 2 elements, about kBlocksPerThread per thread.
+  const index_t min_chunk =
+      std::max<index_t>(1, (pyoptim::kParallelMinElements / 2 + block - 1) / block);
+  const index_t chunk = std::max<index_t>(
+      min_chunk, (total + threads * kBlocksPerThread - 1) / (threads * kBlocksPerThread));
+  auto shared = std::make_shared<SharedBlocks>(total, chunk, &body);
+  const index_t helpers = std::min<index_t>(threads, shared->count) - 1;
+  for (index_t h = 0; h < helpers; ++h) {
+    wt->workers->Schedule([shared] { shared->Work(); });
+  }
+  shared->Work();
+  shared->left.Wait();
+}
+
+// The first resource inputs of one update, each with its expected dtype (`dtypes[k]`): locked
+// for the lifetime of this object, each distinct mutex once, in the order of their addresses (a
+// global order, as MaybeLockVariableInputMutexesInOrder, without its quadratic search), then
+// made safe to update in place: a buffer that a pending read still shares is copied first
+// (PrepareToUpdateVariable for the resource's dtype, as GetInputTensorFromVariable does:
+// copy-on-write; counted in g_copies).  Every resource is checked (initialized, dtype) before
+// any is copied.  `name(k)` names resource k in error messages (default: "variable input k").
+class LockedResources {
  public:
-  LockedVariables(OpKernelContext* ctx, int count) {
+  using Namer = std::function<std::string(int)>;
+
+  LockedResources(OpKernelContext* ctx, const std::vector<DataType>& dtypes,
+                  const Namer& name = Namer()) {
+    const int count = static_cast<int>(dtypes.size());
+    auto label = [&](int k) {
+      return name ? name(k) : absl::StrCat("variable input ", k);
+    };
     vars_.resize(count);
     std::vector<mutex*> mutexes(count);
     for (int k = 0; k < count; ++k) {
@@ -342,27 +444,30 @@ class LockedVariables {
     locks_.reserve(mutexes.size());
     for (mutex* mu : mutexes) locks_.emplace_back(*mu);
 
+    for (int k = 0; k < count; ++k) {
+      const Tensor* t = vars_[k]->tensor();
+      if (!t->IsInitialized()) {
+        status_ = absl::FailedPreconditionError(
+            absl::StrCat("pyoptim: ", label(k), " is not initialized"));
+        return;
+      }
+      if (t->dtype() != dtypes[k]) {
+        status_ = absl::InvalidArgumentError(absl::StrCat(
+            "pyoptim: ", label(k), " has dtype ", DataTypeString(t->dtype()), ", expected ",
+            DataTypeString(dtypes[k])));
+        return;
+      }
+    }
     tensors_.resize(count);
     std::vector<const char*> buffers;
     for (int k = 0; k < count; ++k) {
       Var* var = vars_[k].get();
       const bool copy = var->copy_on_read_mode.load() || !var->tensor()->RefCountIsOne();
-      if (copy && var->tensor()->IsInitialized()) g_copies.fetch_add(1, std::memory_order_relaxed);
-      status_ = PrepareToUpdateVariable<CPUDevice, T>(ctx, var->tensor(), var->copy_on_read_mode.load());
+      if (copy) g_copies.fetch_add(1, std::memory_order_relaxed);
+      status_ = Prepare(ctx, var);
       if (!status_.ok()) return;
       tensors_[k] = *var->tensor();
       const Tensor& t = tensors_[k];
-      if (!t.IsInitialized()) {
-        status_ = absl::FailedPreconditionError(
-            absl::StrCat("pyoptim: variable input ", k, " is not initialized"));
-        return;
-      }
-      if (t.dtype() != DataTypeToEnum<T>::value) {
-        status_ = absl::InvalidArgumentError(absl::StrCat(
-            "pyoptim: variable input ", k, " has dtype ", DataTypeString(t.dtype()),
-            ", expected ", DataTypeString(DataTypeToEnum<T>::value)));
-        return;
-      }
       if (t.NumElements() > 0) buffers.push_back(t.tensor_data().data());
     }
     // The kernels take restrict pointers and run tensors in parallel: no buffer twice.
@@ -376,13 +481,43 @@ class LockedVariables {
 
   const absl::Status& status() const { return status_; }
   const Tensor& tensor(int k) const { return tensors_[k]; }
-  T* data(int k) { return tensors_[k].template flat<T>().data(); }
+  template <class X>
+  X* data(int k) {
+    return tensors_[k].template flat<X>().data();
+  }
 
  private:
+  static absl::Status Prepare(OpKernelContext* ctx, Var* var) {
+    Tensor* t = var->tensor();
+    const bool copy_on_read = var->copy_on_read_mode.load();
+    switch (t->dtype()) {
+      case DT_FLOAT:
+        return PrepareToUpdateVariable<CPUDevice, float>(ctx, t, copy_on_read);
+      case DT_DOUBLE:
+        return PrepareToUpdateVariable<CPUDevice, double>(ctx, t, copy_on_read);
+      case DT_INT8:
+        return PrepareToUpdateVariable<CPUDevice, int8_t>(ctx, t, copy_on_read);
+      case DT_UINT8:
+        return PrepareToUpdateVariable<CPUDevice, uint8_t>(ctx, t, copy_on_read);
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("pyoptim: unsupported resource dtype ", DataTypeString(t->dtype())));
+    }
+  }
+
   std::vector<core::RefCountPtr<Var>> vars_;
   std::vector<mutex_lock> locks_;
   std::vector<Tensor> tensors_;
   absl::Status status_;
+};
+
+// The first `count` resource inputs, all of dtype T (the float-state ops: variables and slots).
+template <class T>
+class LockedVariables : public LockedResources {
+ public:
+  LockedVariables(OpKernelContext* ctx, int count)
+      : LockedResources(ctx, std::vector<DataType>(count, DataTypeToEnum<T>::value)) {}
+  T* data(int k) { return LockedResources::template data<T>(k); }
 };
 
 template <class T>
@@ -444,7 +579,7 @@ absl::Status GroupSlices(const Tensor& values, const Tensor& indices, const Tens
 // variable k and its slots (resource inputs k + j * N for j < groups).  A dense gradient's
 // data goes to grads[k]; a sparse one (sparse[k]) is grouped into sparse_grads[k].
 template <class T>
-absl::Status ReadGrads(OpKernelContext* ctx, const LockedVariables<T>& vars, int first, int n,
+absl::Status ReadGrads(OpKernelContext* ctx, const LockedResources& vars, int first, int n,
                        int groups, const std::vector<bool>& sparse, std::vector<const T*>* grads,
                        std::vector<std::unique_ptr<SparseGrad<T>>>* sparse_grads) {
   grads->assign(n, nullptr);
@@ -794,14 +929,193 @@ class ApplyAdamOp : public OpKernel {
   std::vector<bool> decay_, sparse_;
 };
 
+// Adam with 8-bit block-wise state.  Resource inputs, in order: var [0, N), m codes [N, 2N),
+// v codes [2N, 3N), v_hat codes [3N, 3N + A), m scales, v scales (N each), v_hat scales (A);
+// A = num_amsgrad (0 or N).  Every input is checked (dtypes, shapes, the sparse gradients'
+// indices) before anything is written.
+template <class T>
+class ApplyAdam8bitOp : public OpKernel {
+ public:
+  explicit ApplyAdam8bitOp(OpKernelConstruction* c) : OpKernel(c) {
+    OP_REQUIRES_OK(c, c->GetAttr("N", &n_));
+    OP_REQUIRES_OK(c, ReadSlotCount(c, "num_amsgrad", n_, &num_amsgrad_));
+    OP_REQUIRES_OK(c, ReadFlags(c, "decay", n_, &decay_));
+    OP_REQUIRES_OK(c, ReadFlags(c, "sparse", n_, &sparse_));
+    int64_t block = 0;
+    OP_REQUIRES_OK(c, c->GetAttr("block_size", &block));
+    OP_REQUIRES(c,
+                block >= pyoptim::kMinQuantBlock && block <= pyoptim::kMaxQuantBlock &&
+                    block % pyoptim::kQuantBlockMultiple == 0,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "pyoptim: block_size must be a multiple of ", pyoptim::kQuantBlockMultiple,
+                    " from ", pyoptim::kMinQuantBlock, " to ", pyoptim::kMaxQuantBlock, ", got ",
+                    block)));
+    block_ = block;
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const int a = num_amsgrad_;
+    const int nres = 5 * n_ + 2 * a;
+    const DataType dt = DataTypeToEnum<T>::value;
+    std::vector<DataType> dtypes;
+    dtypes.reserve(nres);
+    dtypes.insert(dtypes.end(), n_, dt);        // var
+    dtypes.insert(dtypes.end(), n_, DT_INT8);   // m codes
+    dtypes.insert(dtypes.end(), n_, DT_UINT8);  // v codes
+    dtypes.insert(dtypes.end(), a, DT_UINT8);   // v_hat codes
+    dtypes.insert(dtypes.end(), 2 * n_ + a, dt);  // scales
+    LockedResources vars(ctx, dtypes, [this](int k) { return Name(k); });
+    OP_REQUIRES_OK(ctx, vars.status());
+    OP_REQUIRES_OK(ctx, CheckShapes(vars));
+    pyoptim::AdamCoeffs<T> c{};
+    OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, nres, {{"alpha", &c.alpha},
+                                                   {"one_minus_beta_1", &c.one_minus_beta_1},
+                                                   {"one_minus_beta_2", &c.one_minus_beta_2},
+                                                   {"epsilon", &c.epsilon},
+                                                   {"learning_rate", &c.lr},
+                                                   {"weight_decay", &c.weight_decay}}));
+    std::vector<const T*> g;
+    std::vector<std::unique_ptr<SparseGrad<T>>> sg;
+    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, 1, sparse_, &g, &sg));
+    // A sparse gradient, densified as Keras densifies it: S(g) and S(g * g) in two temporary
+    // buffers of the table's size (+0.0 in the rows no slice hits).
+    std::vector<Tensor> sums(2 * n_);
+    std::vector<const T*> g2(n_, nullptr);
+    std::vector<index_t> sizes(n_);
+    for (int k = 0; k < n_; ++k) {
+      sizes[k] = vars.tensor(k).NumElements();
+      if (!sg[k]) continue;
+      for (int j = 0; j < 2; ++j) {
+        OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({sizes[k]}), &sums[2 * k + j]));
+      }
+      T* s1 = sums[2 * k].flat<T>().data();
+      T* s2 = sums[2 * k + 1].flat<T>().data();
+      Densify(*sg[k], s1, s2);
+      g[k] = s1;
+      g2[k] = s2;
+    }
+    if (a) {
+      Run<true>(ctx, vars, g, g2, sizes, c);
+    } else {
+      Run<false>(ctx, vars, g, g2, sizes, c);
+    }
+    Count(kAdam8bit, n_);
+  }
+
+ private:
+  // Resource input k as the op's signature names it, e.g. "input m_scale[2]".
+  std::string Name(int k) const {
+    const std::pair<const char*, int> lists[] = {
+        {"var", n_},        {"m", n_},       {"v", n_},
+        {"v_hat", num_amsgrad_}, {"m_scale", n_}, {"v_scale", n_},
+        {"v_hat_scale", num_amsgrad_}};
+    for (const auto& [name, count] : lists) {
+      if (k < count) return absl::StrCat("input ", name, "[", k, "]");
+      k -= count;
+    }
+    return absl::StrCat("resource input ", k);
+  }
+
+  // Codes: their variable's shape; scales: [ceil(n / block_size)].
+  absl::Status CheckShapes(const LockedResources& vars) const {
+    const int a = num_amsgrad_;
+    for (int k = 0; k < n_; ++k) {
+      const TensorShape& shape = vars.tensor(k).shape();
+      const index_t blocks = (shape.num_elements() + block_ - 1) / block_;
+      std::vector<int> codes = {n_ + k, 2 * n_ + k};
+      std::vector<int> scales = {3 * n_ + a + k, 4 * n_ + a + k};
+      if (a) {
+        codes.push_back(3 * n_ + k);
+        scales.push_back(5 * n_ + a + k);
+      }
+      for (int r : codes) {
+        const TensorShape& s = vars.tensor(r).shape();
+        if (!s.IsSameSize(shape)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "pyoptim: ", Name(r), " has shape ", s.DebugString(), " but ", Name(k),
+              " has shape ", shape.DebugString(), " (the codes have their variable's shape)"));
+        }
+      }
+      for (int r : scales) {
+        const TensorShape& s = vars.tensor(r).shape();
+        if (s.dims() != 1 || s.dim_size(0) != blocks) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "pyoptim: ", Name(r), " has shape ", s.DebugString(), ", expected [", blocks,
+              "]: one scale per block of ", block_, " elements of ", Name(k), " (",
+              shape.num_elements(), " elements)"));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // S(g) and S(g * g) of a sparse gradient over its whole [rows, cols] table.
+  static void Densify(const SparseGrad<T>& s, T* sum, T* sum2) {
+    const index_t n = s.rows * s.cols;
+    std::fill(sum, sum + n, T(0));
+    std::fill(sum2, sum2 + n, T(0));
+    for (index_t j = 0; j < s.hit_rows(); ++j) {
+      const index_t off = s.row[j] * s.cols;
+      s.RowSums(
+          j, 0, s.cols, [](T x) { return x; }, [](T x) { return x * x; },
+          [&](index_t b, index_t e, const T* s1, const T* s2) {
+            std::copy(s1, s1 + (e - b), sum + off + b);
+            std::copy(s2, s2 + (e - b), sum2 + off + b);
+          });
+    }
+  }
+
+  template <bool kAmsgrad>
+  void Run(OpKernelContext* ctx, LockedResources& vars, const std::vector<const T*>& g,
+           const std::vector<const T*>& g2, const std::vector<index_t>& sizes,
+           const pyoptim::AdamCoeffs<T>& c) {
+    const int n = n_, a = num_amsgrad_;
+    const index_t block = block_;
+    RunOverBlocks(ctx, sizes, block, [&](size_t k, index_t blo, index_t bhi) {
+      T* p = vars.template data<T>(k);
+      std::int8_t* qm = vars.template data<std::int8_t>(n + k);
+      std::uint8_t* qv = vars.template data<std::uint8_t>(2 * n + k);
+      std::uint8_t* qvh = kAmsgrad ? vars.template data<std::uint8_t>(3 * n + k) : nullptr;
+      T* sm = vars.template data<T>(3 * n + a + k);
+      T* sv = vars.template data<T>(4 * n + a + k);
+      T* svh = kAmsgrad ? vars.template data<T>(5 * n + a + k) : nullptr;
+      if (g2[k] == nullptr) {
+        Blocks<kAmsgrad>(decay_[k], p, pyoptim::DenseGrad<T>{g[k]}, qm, qv, qvh, sm, sv, svh,
+                         sizes[k], block, blo, bhi, c);
+      } else {
+        Blocks<kAmsgrad>(decay_[k], p, pyoptim::SummedGrad<T>{g[k], g2[k]}, qm, qv, qvh, sm, sv,
+                         svh, sizes[k], block, blo, bhi, c);
+      }
+    });
+  }
+
+  template <bool kAmsgrad, class G>
+  static void Blocks(bool decay, T* p, const G& grad, std::int8_t* qm, std::uint8_t* qv,
+                     std::uint8_t* qvh, T* sm, T* sv, T* svh, index_t n, index_t block,
+                     index_t blo, index_t bhi, const pyoptim::AdamCoeffs<T>& c) {
+    if (decay) {
+      pyoptim::adam8bit_blocks<T, kAmsgrad, true, T, G>(p, grad, qm, qv, qvh, sm, sv, svh, n,
+                                                         block, blo, bhi, c);
+    } else {
+      pyoptim::adam8bit_blocks<T, kAmsgrad, false, T, G>(p, grad, qm, qv, qvh, sm, sv, svh, n,
+                                                          block, blo, bhi, c);
+    }
+  }
+
+  int n_ = 0;
+  int num_amsgrad_ = 0;
+  index_t block_ = 0;
+  std::vector<bool> decay_, sparse_;
+};
+
 class KernelCallsOp : public OpKernel {
  public:
   explicit KernelCallsOp(OpKernelConstruction* c) : OpKernel(c) {}
   void Compute(OpKernelContext* ctx) override {
     Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({2, 3}), &out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({2, kCallSlots}), &out));
     auto m = out->matrix<int64_t>();
-    for (int k = 0; k < 3; ++k) {
+    for (int k = 0; k < kCallSlots; ++k) {
       m(0, k) = g_calls[k].load(std::memory_order_relaxed);
       m(1, k) = g_ops[k].load(std::memory_order_relaxed);
     }
@@ -815,7 +1129,10 @@ class KernelCallsOp : public OpKernel {
       Name("PyoptimApplyRmsprop").Device(DEVICE_CPU).TypeConstraint<T>("T"),            \
       ApplyRmspropOp<T>);                                                               \
   REGISTER_KERNEL_BUILDER(                                                              \
-      Name("PyoptimApplyAdam").Device(DEVICE_CPU).TypeConstraint<T>("T"), ApplyAdamOp<T>);
+      Name("PyoptimApplyAdam").Device(DEVICE_CPU).TypeConstraint<T>("T"), ApplyAdamOp<T>); \
+  REGISTER_KERNEL_BUILDER(                                                              \
+      Name("PyoptimApplyAdam8bit").Device(DEVICE_CPU).TypeConstraint<T>("T"),           \
+      ApplyAdam8bitOp<T>);
 
 PYOPTIM_REGISTER(float)
 PYOPTIM_REGISTER(double)
