@@ -141,6 +141,49 @@ def test_full_trace_with_plot_json_and_compare_tf(tmp_path):
     assert np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0).shape[0] > 50
 
 
+def test_8bit_optimizers_train_and_show_in_the_report(tmp_path):
+    """adam8bit / adamw8bit: built with min_8bit_size=0 (said above their tables), trained through
+    the 8-bit kernel, close to but not the same bits as keras.optimizers' float32 Adam / AdamW."""
+    js = tmp_path / "8bit.json"
+    proc = run_cli("trace", "--optimizers", "adam8bit,adamw8bit", "--epochs", "2", "--compare-tf",
+                   "--predict-rows", "0", "--json", str(js))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for text in ("Training 1/2: pyoptim.keras.Adam8bit(learning_rate=0.001, min_8bit_size=0)",
+                 "Training 2/2: pyoptim.keras.AdamW8bit(learning_rate=0.001, min_8bit_size=0)",
+                 "reference run with keras.optimizers.Adam(learning_rate=0.001) (float32 state, not bit-exact)",
+                 "reference run with keras.optimizers.AdamW(learning_rate=0.001) (float32 state, not bit-exact)",
+                 "1 = adam8bit, 2 = adamw8bit"):
+        assert text in out, text
+    # The note under each heading: why min_8bit_size=0.
+    assert out.count("note: min_8bit_size=0: all 4 variables of this model") == 2
+    assert "min_8bit_size=4096 none of them (the largest has 640 elements)" in " ".join(out.split())
+    assert out.count(TABLE_HEADER) == 2 and len(table_rows(out)) == 4
+    final = out.split("Final comparison", 1)[1]
+    assert any(line.startswith("adam8bit  |") for line in final.splitlines())
+    assert any(line.startswith("adamw8bit |") for line in final.splitlines())
+    assert "adam8bit, adamw8bit: min_8bit_size=0" in final
+    assert "  adamw8bit  ReLU    z1 in" in out  # the prediction trace's name column makes room
+    for name in ("adam8bit", "adamw8bit"):
+        assert f"{name:<9} |" in final.split("Check against keras.optimizers", 1)[1]
+    assert "8-bit vs float32 (" in out and "identical (same bits)" not in out
+
+    doc = json.loads(js.read_text())
+    assert set(doc["runs"]) == {"adam8bit", "adamw8bit"}
+    for name, reference in (("adam8bit", "Adam"), ("adamw8bit", "AdamW")):
+        run, cmp = doc["runs"][name], doc["compare_tf"][name]
+        assert run["optimizer"].endswith("8bit(learning_rate=0.001, min_8bit_size=0)")
+        assert run["note"].startswith("min_8bit_size=0")
+        # Every update through pyoptim's kernels: 2 epochs x 32 batches x 4 variables.
+        assert run["update_path"].startswith("pyoptim C++ kernels (256 variable updates"), run["update_path"]
+        assert run["loss"][1] < run["loss"][0] and run["final_test_accuracy"] >= 0.85
+        # Quantised for real (not silently Adam), yet close to float32 Adam.
+        assert cmp["reference"] == f"keras.optimizers.{reference}(learning_rate=0.001)"
+        assert cmp["exact_expected"] is False and not cmp["identical"]
+        assert 0 < cmp["max_abs_weight_diff"] < 0.1, cmp  # (a small bias drifts by ~20 % of its size)
+        assert cmp["abs_test_accuracy_diff"] <= 0.02 and cmp["abs_test_loss_diff"] < 0.02, cmp
+
+
 def test_trace_on_a_csv_file(tmp_path):
     rng = np.random.default_rng(7)
     labels = rng.choice([3, 5, 7], size=90)
@@ -202,6 +245,7 @@ def test_help():
     for flag in ("--data", "--epochs", "--batch-size", "--learning-rate", "--optimizers", "--compare-tf",
                  "--plot", "--json", "--seed", "--example", "--predict-rows"):
         assert flag in sub.stdout
+    assert "sgd,rmsprop,adam,adamw,adam8bit,adamw8bit" in sub.stdout and "min_8bit_size=0" in sub.stdout
 
 
 def _csv(tmp_path: Path, name: str, text: str) -> str:
@@ -219,6 +263,9 @@ BAD_INPUTS = {
     "non-integer label": (lambda d: ["--data", _csv(d, "label.csv", "1,2,0\n3,4,0.5\n")],
                           "the label (last column) must be an integer"),
     "unknown optimizer": (lambda d: ["--optimizers", "sgd,lbfgs"], "unknown optimizer 'lbfgs'"),
+    "unknown optimizer lists the valid names": (
+        lambda d: ["--optimizers", "adam,adam4bit"],
+        "unknown optimizer 'adam4bit' (choose from sgd, rmsprop, adam, adamw, adam8bit, adamw8bit)"),
     "epochs < 1": (lambda d: ["--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
     "negative learning rate": (lambda d: ["--learning-rate", "-0.1"], "--learning-rate: must be a positive"),
     "missing output directory": (lambda d: ["--json", str(d / "no" / "x.json")], "--json: directory does not exist"),
@@ -371,3 +418,38 @@ def test_onednn_line_at_most_once(level, expected):
     proc = subprocess.run([sys.executable, "-c", IMPORT_KERAS], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("oneDNN custom operations are on") == expected, proc.stderr
+
+
+# ------------------------------------------------------- optimizer names (no TF)
+
+
+def test_optimizer_names_specs_and_8bit_note():
+    from pyoptim.trace.optimizer_choice import (DEFAULT_OPTIMIZERS, SPECS, describe_reference, eight_bit_note,
+                                                parse_optimizer_names)
+
+    assert parse_optimizer_names("ADAM8BIT, adamw8bit,adam8bit,AdamW") == ["adam8bit", "adamw8bit", "adamw"]
+    assert DEFAULT_OPTIMIZERS == ("sgd", "rmsprop", "adam")
+    with pytest.raises(TraceInputError, match="choose from sgd, rmsprop, adam, adamw, adam8bit, adamw8bit"):
+        parse_optimizer_names("adam,")
+    eight = SPECS["adam8bit"]
+    assert eight.eight_bit and not eight.exact_reference and not SPECS["adam"].eight_bit
+    assert eight.describe(0.001) == "Adam8bit(learning_rate=0.001, min_8bit_size=0)"
+    assert describe_reference("adam8bit", 0.001) == "Adam(learning_rate=0.001)"
+    assert describe_reference("adamw8bit", 0.01) == "AdamW(learning_rate=0.01)"
+    assert describe_reference("sgd", 0.01) == "SGD(learning_rate=0.01, momentum=0.9)"
+    note = eight_bit_note([640, 64, 192, 3])
+    assert note.startswith("min_8bit_size=0: all 4 variables") and "none of them (the largest has 640" in note
+    assert "only 1 of them would be quantised" in eight_bit_note([8192, 64])
+
+
+def test_agreement_of_an_8bit_run_is_not_called_different():
+    from pyoptim.trace.report import agreement_table
+    from pyoptim.trace.training import Agreement
+
+    text = agreement_table([Agreement("adam8bit", 1e-3, 2e-3, 1e-4, 1e-4, 0.0, exact_expected=False,
+                                      reference="keras.optimizers.Adam(learning_rate=0.001)"),
+                            Agreement("adam", 0.0, 0.0, 0.0, 0.0, 0.0)])
+    assert "8-bit vs float32 (2.0e-03 rel.)" in text and "DIFFERENT" not in text
+    assert "identical (same bits)" in text
+    assert "note: adam8bit against keras.optimizers' float32 Adam:" in text
+    assert all(len(line) <= 100 for line in text.splitlines())

@@ -13,7 +13,7 @@ from typing import List, NoReturn, Optional, Sequence
 
 from .errors import TraceCheckError, TraceInputError
 from .example import EXAMPLES, rmsprop_step_text
-from .optimizer_choice import SPECS, parse_optimizer_names
+from .optimizer_choice import DEFAULT_OPTIMIZERS, SPECS, parse_optimizer_names
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -24,7 +24,13 @@ Train Input -> Dense ReLU -> Dense softmax with SGD (momentum 0.9), RMSprop and 
 through pyoptim.keras from identical initial weights, and show every stage: the data
 and its scaling, an epoch table per optimizer, a loss chart and a final comparison on
 the test rows.  Without --data it uses a seeded synthetic data set (1200 rows x 10
-features, 3 classes; 1000 train / 200 test rows)."""
+features, 3 classes; 1000 train / 200 test rows).
+
+--optimizers also takes adamw (Keras' default weight decay 0.004) and the 8-bit
+block-wise Adam8bit / AdamW8bit (adam8bit, adamw8bit), built with min_8bit_size=0 so
+that this small model's variables are all quantised (with the default 4096 none
+would be); their --compare-tf reference is keras.optimizers.Adam / AdamW, which they
+follow closely but not to the bit."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,12 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    lrs = ", ".join(f"{s.name} {s.default_learning_rate:g}" for s in SPECS.values())
+    lrs = ", ".join(f"{s.name} {s.default_learning_rate:g}" for s in SPECS.values() if s.name in DEFAULT_OPTIMIZERS)
+    lrs += ", the others 0.001"
     trace.add_argument("--data", metavar="FILE.csv", help="your own data: numeric CSV, last column an integer class label (optional header row)")
     trace.add_argument("--epochs", type=_int_at_least(1), default=5, help="epochs per optimizer (default: 5)")
     trace.add_argument("--batch-size", type=_int_at_least(1), default=32, help="rows per batch (default: 32)")
     trace.add_argument("--learning-rate", type=_positive_float, default=None, help=f"one learning rate for all optimizers (default: Keras' own: {lrs})")
-    trace.add_argument("--optimizers", type=_optimizer_list, default=list(SPECS), metavar="LIST", help=f"comma-separated, from {','.join(SPECS)} (default: all)")
+    trace.add_argument("--optimizers", type=_optimizer_list, default=list(DEFAULT_OPTIMIZERS), metavar="LIST",
+                       help=f"comma-separated, from {','.join(SPECS)} (default: {','.join(DEFAULT_OPTIMIZERS)}; "
+                            "adam8bit and adamw8bit run with min_8bit_size=0)")
     trace.add_argument("--hidden", type=_int_at_least(1), default=64, help="units in the hidden Dense layer (default: 64)")
     trace.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the data, initial weights and batch order (default: 0)")
     trace.add_argument("--compare-tf", action="store_true", help="also train with keras.optimizers and show that the numbers agree")

@@ -44,6 +44,7 @@ def run_to_json(run: RunResult) -> Dict[str, Any]:
         "final_test_accuracy": _number(run.test_accuracy),
         "first_epoch_seconds": run.first_epoch_seconds,
         "median_epoch_seconds": run.median_epoch_seconds,  # epochs 2..; null with one epoch
+        "note": run.note or None,  # the 8-bit optimizers: built with min_8bit_size=0, and why
     }
 
 
@@ -148,6 +149,8 @@ def trace_to_json(
                 "abs_test_loss_diff": a.test_loss_diff,
                 "abs_test_accuracy_diff": a.test_accuracy_diff,
                 "identical": a.identical,
+                "reference": a.reference,
+                "exact_expected": a.exact_expected,  # False: an 8-bit optimizer against float32 Keras
             }
             for a in agreements
         }

@@ -12,7 +12,8 @@ from .chart import loss_chart
 from .data import MinMaxScaler, load_csv, synthetic_dataset
 from .model import initial_weights
 from .observations import observe
-from .optimizer_choice import KERAS, PYOPTIM, SPECS, kernel_calls, make_optimizer, prepare_fast_path, update_path
+from .optimizer_choice import (DEFAULT_OPTIMIZERS, KERAS, PYOPTIM, SPECS, describe_reference, eight_bit_note,
+                               kernel_calls, make_optimizer, prepare_fast_path, update_path)
 from .outputs import check_output_path, prediction_to_json, trace_to_json, write_json, written
 from .plot import check_matplotlib, save_curves
 from .prediction import check_rows, default_rows, trace_predictions
@@ -29,7 +30,7 @@ class TraceOptions:
     epochs: int = 5
     batch_size: int = 32
     learning_rate: Optional[float] = None
-    optimizers: List[str] = field(default_factory=lambda: list(SPECS))
+    optimizers: List[str] = field(default_factory=lambda: list(DEFAULT_OPTIMIZERS))
     hidden: int = 64
     seed: int = 0
     compare_tf: bool = False
@@ -81,24 +82,31 @@ def run_trace(args: TraceOptions) -> int:
 
     runs: List[RunResult] = []
     agreements: List[Agreement] = []
+    note_8bit = eight_bit_note([int(w.size) for w in weights])
     for index, (name, text) in enumerate(zip(args.optimizers, texts), start=1):
         _say(report.run_heading(index, len(args.optimizers), text, PYOPTIM))
+        note = note_8bit if SPECS[name].eight_bit else ""
+        if note:
+            _say(report.note_lines(note))
         _say(report.table_header())
         optimizer = make_optimizer(name, args.learning_rate, PYOPTIM)
         before = kernel_calls()
         run = train_run(name=name, optimizer=optimizer, optimizer_text=text,
                         source=PYOPTIM, learning_rate=lr_of(name), on_epoch=print_row, **common)
+        run.note = note
         updates = int(optimizer.iterations) * len(weights)  # steps x variables
         run.update_path = update_path(name, optimizer, before, kernel_calls(), updates)
         _say(report.run_footer(run))
         runs.append(run)
         if args.compare_tf:
-            _say(f"reference run with {KERAS}.{text} ...")
+            reference_text = describe_reference(name, lr_of(name))
+            _say(f"reference run with {KERAS}.{reference_text}"
+                 + (" ..." if SPECS[name].exact_reference else " (float32 state, not bit-exact) ..."))
             reference_optimizer = make_optimizer(name, args.learning_rate, KERAS)
-            reference = train_run(name=name, optimizer=reference_optimizer, optimizer_text=text,
+            reference = train_run(name=name, optimizer=reference_optimizer, optimizer_text=reference_text,
                                   source=KERAS, learning_rate=lr_of(name), **common)
             reference.update_path = update_path(name, reference_optimizer, {}, {})
-            agreement = compare_runs(run, reference)
+            agreement = compare_runs(run, reference, exact_expected=SPECS[name].exact_reference)
             agreements.append(agreement)
             _say(report.reference_line(agreement, reference))
 

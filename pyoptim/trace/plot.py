@@ -25,7 +25,8 @@ def save_curves(runs: Sequence[RunResult], path: str, title: str) -> None:
     fig = Figure(figsize=(11, 4.4), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     ax_loss, ax_acc = fig.subplots(1, 2)
-    colors = {"sgd": "tab:blue", "rmsprop": "tab:orange", "adam": "tab:green"}
+    colors = {"sgd": "tab:blue", "rmsprop": "tab:orange", "adam": "tab:green", "adamw": "tab:red",
+              "adam8bit": "tab:olive", "adamw8bit": "tab:purple"}
     for run in runs:
         epochs = [e.epoch for e in run.epochs]
         color = colors.get(run.name)

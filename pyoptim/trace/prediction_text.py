@@ -28,10 +28,16 @@ def vector(values: np.ndarray) -> str:
     return "[" + ", ".join(number(float(v)) for v in values) + "]"
 
 
-def _lines(head: str, text: str) -> List[str]:
-    """``head`` padded to the name column, ``text`` wrapped after it."""
-    wrapped = textwrap.wrap(text, width=WIDTH - INDENT) or [""]
-    return [f"{head:<{INDENT}}{wrapped[0]}"] + [" " * INDENT + line for line in wrapped[1:]]
+def _lines(head: str, text: str, indent: int = INDENT) -> List[str]:
+    """``head`` padded to the name column (``indent`` characters), ``text`` wrapped after it."""
+    wrapped = textwrap.wrap(text, width=WIDTH - indent) or [""]
+    return [f"{head:<{indent}}{wrapped[0]}"] + [" " * indent + line for line in wrapped[1:]]
+
+
+def name_width(names: Sequence[str]) -> int:
+    """The optimizer-name column: :data:`NAME_WIDTH`, wider when a name (``adamw8bit``) needs
+    it, so that at least one space follows every name."""
+    return max([NAME_WIDTH] + [len(n) + 1 for n in names])
 
 
 def hidden_summary(row: RowPrediction) -> str:
@@ -55,6 +61,8 @@ def prediction_section(traces: Sequence[ModelPredictionTrace], label_values: Seq
         return ""
     first = traces[0]
     n_rows, hidden = len(first.rows), first.rows[0].hidden.size
+    names = name_width([t.name for t in traces])
+    indent = 2 + names + 1
     lines = [
         f"\nPrediction trace: {n_rows} test row(s) through each trained model",
         "-" * WIDTH,
@@ -68,16 +76,16 @@ def prediction_section(traces: Sequence[ModelPredictionTrace], label_values: Seq
     for i, row in enumerate(first.rows):
         lines.append("")
         lines.append(f"test row {row.row} (true class {label_values[row.true_class]})")
-        lines += _lines("  input", f"x {vector(row.features)}")
+        lines += _lines("  input", f"x {vector(row.features)}", indent)
         for trace in traces:
             traced = trace.rows[i]
-            lines += _lines(f"  {trace.name}", hidden_summary(traced))
-            lines += _lines("", output_summary(traced, label_values))
+            lines += _lines(f"  {trace.name}", hidden_summary(traced), indent)
+            lines += _lines("", output_summary(traced, label_values), indent)
     lines.append("")
     lines.append(f"checked against each model (tolerance {TOLERANCE:g} x max(1, |value|)):")
     for trace in traces:
         lines.append(
-            f"  {trace.name:<{NAME_WIDTH}}max |h - hidden layer(x)| = {trace.hidden_diff:.1e}, "
+            f"  {trace.name:<{names}}max |h - hidden layer(x)| = {trace.hidden_diff:.1e}, "
             f"max |p - model.predict(x)| = {trace.probability_diff:.1e}"
         )
     return "\n".join(lines)

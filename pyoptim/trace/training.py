@@ -41,6 +41,7 @@ class RunResult:
     epochs: List[EpochRecord] = field(default_factory=list)
     final_weights: List[np.ndarray] = field(default_factory=list)
     model: Any = field(default=None, repr=False, compare=False)  # the trained keras.Model
+    note: str = ""  # how the optimizer was set up, when that needs saying (the 8-bit ones' min_8bit_size=0)
 
     @property
     def losses(self) -> List[float]:
@@ -136,7 +137,9 @@ def train_run(
 class Agreement:
     """pyoptim.keras against keras.optimizers for one optimizer: largest absolute
     differences of the final weights, the per-epoch training losses and the test loss;
-    ``relative_weight_diff`` is max over weight tensors of ``max|a - b| / max|b|``."""
+    ``relative_weight_diff`` is max over weight tensors of ``max|a - b| / max|b|``.
+    ``exact_expected`` is False when the reference is another optimizer (an 8-bit
+    optimizer against keras.optimizers' float32 one, ``reference``)."""
 
     name: str
     max_weight_diff: float
@@ -144,13 +147,15 @@ class Agreement:
     max_loss_diff: float
     test_loss_diff: float
     test_accuracy_diff: float
+    exact_expected: bool = True
+    reference: str = ""
 
     @property
     def identical(self) -> bool:
         return self.max_weight_diff == 0.0 and self.max_loss_diff == 0.0 and self.test_loss_diff == 0.0
 
 
-def compare_runs(ours: RunResult, reference: RunResult) -> Agreement:
+def compare_runs(ours: RunResult, reference: RunResult, exact_expected: bool = True) -> Agreement:
     """``max |a - b|`` over every weight, every epoch's loss, and the test loss/accuracy."""
     weight_diff = max((_max_abs_diff(a, b) for a, b in zip(ours.final_weights, reference.final_weights)), default=0.0)
     relative = max(
@@ -166,6 +171,8 @@ def compare_runs(ours: RunResult, reference: RunResult) -> Agreement:
         max_loss_diff=float(loss_diff),
         test_loss_diff=_max_abs_diff(np.array([ours.test_loss]), np.array([reference.test_loss])),
         test_accuracy_diff=_max_abs_diff(np.array([ours.test_accuracy]), np.array([reference.test_accuracy])),
+        exact_expected=exact_expected,
+        reference=f"{reference.source}.{reference.optimizer}",
     )
 
 
