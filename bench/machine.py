@@ -12,9 +12,10 @@ from typing import Any, Dict, Optional
 #: Environment variables that change what a benchmark measures.
 ENV_VARS = ("OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
             "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-            "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_ENABLE_ONEDNN_OPTS", "PYOPTIM_ISA")
+            "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_ENABLE_ONEDNN_OPTS", "PYOPTIM_ISA",
+            "TORCHINDUCTOR_COMPILE_THREADS")
 
-PACKAGES = ("numpy", "tensorflow", "tensorflow-cpu", "keras", "torch", "matplotlib")
+PACKAGES = ("numpy", "tensorflow", "tensorflow-cpu", "keras", "torch", "matplotlib", "bitsandbytes", "torchao")
 
 
 def _cpuinfo() -> Dict[str, Any]:

@@ -46,8 +46,9 @@ def _target(name: str, goal: str, measured: Optional[float], unit: str, ok: Opti
 
 
 def targets(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
-            adamw: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
-    """The targets of issue 5 and [fused-step], evaluated on this run (reported, never asserted)."""
+            adamw: Optional[Dict[str, Any]] = None, eightbit: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+    """The targets of issue 5, [fused-step] and [low-bit-state], evaluated on this run (reported,
+    never asserted)."""
     out: List[Dict[str, Any]] = []
     r = _find(micro, "adam", "1e7", "pyoptim.fn")
     frac = r.get("roofline_fraction") if r else None
@@ -94,7 +95,53 @@ def targets(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
     out.append(_target("fit_epoch_heavy_adam", ">= 2x (keras epoch / pyoptim.keras epoch)", ratio, "x",
                        None if ratio is None else ratio >= 2.0, detail))
     out.append(_adamw_target(adamw))
+    out.extend(eightbit_targets(eightbit))
     return out
+
+
+def eightbit_targets(eb: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """[low-bit-state]: at 1e7, Adam8bit's step >= 1.5x faster than Adam's and >= 0.85 of the
+    roofline moving its bytes; its state <= 0.27x Adam's (measured at 1e7 in every run)."""
+    goals = [("adam8bit_vs_adam_1e7", ">= 1.5x (pyoptim.Adam time / Adam8bit time)", "adam_over_adam8bit", "x",
+              lambda x: x >= 1.5),
+             ("adam8bit_1e7_roofline_fraction", ">= 0.85 (8-bit roofline time / Adam8bit time)", "roofline_fraction",
+              "fraction", lambda x: x >= 0.85)]
+    out = []
+    for name, goal, key, unit, ok in goals:
+        if not eb:
+            out.append(_target(name, goal, None, unit, None, "not measured"))
+            continue
+        x = eb.get(key)
+        t8 = _row(eb["rows"], f"pyoptim.Adam8bit/b{eb['default_block_size']}")
+        other = _row(eb["rows"], "pyoptim.Adam" if key == "adam_over_adam8bit" else "roofline.adam8bit")
+        detail = (f"{fmt_time(other['median_s'])} / {fmt_time(t8['median_s'])}, block {eb['default_block_size']}"
+                  if x is not None and t8 and other else
+                  "not measured: " + "; ".join(f"{r['impl']}: {r.get('reason')}" for r in (t8, other)
+                                               if r and not r.get("available")))
+        if eb["case"] != "1e7":
+            shown = f"{x:.3g}" if x is not None else "-"
+            out.append(_target(name, goal, None, unit, None, f"measured at {eb['case']}: {shown} ({detail})"))
+        else:
+            out.append(_target(name, goal, x, unit, None if x is None else ok(x), detail))
+    goal = "<= 0.27x (Adam8bit slot bytes / pyoptim.Adam's, 1e7 tensor)"
+    mem = (eb or {}).get("memory")
+    r = eb.get("state_over_adam") if eb else None
+    if not mem or r is None:
+        out.append(_target("adam8bit_state_memory_1e7", goal, None, "x", None, "not measured"))
+    else:
+        rows = mem["rows"]
+        a, d = rows["pyoptim.Adam"], rows[f"pyoptim.Adam8bit/b{eb['default_block_size']}"]
+        detail = f"{d['slot_bytes']:,} / {a['slot_bytes']:,} bytes at {mem['n_elements']:.0e}"
+        if mem["n_elements"] != 10**7:
+            out.append(_target("adam8bit_state_memory_1e7", goal, None, "x", None, f"measured at "
+                               f"{mem['n_elements']}: {r:.4f}x ({detail})"))
+        else:
+            out.append(_target("adam8bit_state_memory_1e7", goal, r, "x", r <= 0.27, detail))
+    return out
+
+
+def _row(rows: List[Dict[str, Any]], impl: str) -> Optional[Dict[str, Any]]:
+    return next((r for r in rows if r["impl"] == impl), None)
 
 
 def _adamw_target(adamw: Optional[Dict[str, Any]]) -> Dict[str, Any]:
@@ -119,13 +166,16 @@ def _ratio(name: str, measured: Optional[float], meaning: str, detail: str = "")
 
 def headline_ratios(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
                     adamw: Optional[Dict[str, Any]],
-                    sparse: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+                    sparse: Optional[Dict[str, Any]] = None,
+                    eightbit: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """The ratios [fused-step] asks one run to measure (reported, no threshold):
     apply_gradients of the multi-tensor Adam case in tf.function and eagerly (keras.optimizers
     / pyoptim.keras), the Keras path against the NumPy API at the largest single tensor
     (pyoptim.keras / pyoptim.fn), AdamW / Adam per pyoptim API, apply_gradients of the sparse
     (tf.IndexedSlices) case per optimizer and mode (keras.optimizers / pyoptim.keras), and the
-    model.fit step of every zoo (model, optimizer) (keras.optimizers / pyoptim.keras)."""
+    model.fit step of every zoo (model, optimizer) (keras.optimizers / pyoptim.keras); and
+    [low-bit-state]'s: Adam / Adam8bit, the 8-bit roofline fraction, each block size against
+    the default, the state bytes, and each peer's 8-bit Adam / pyoptim.Adam8bit."""
     out: List[Dict[str, Any]] = []
     multi = sorted({(r["n_elements"], r["case"]) for r in micro if r["optimizer"] == "adam" and r["n_tensors"] > 1})
     for _, case in multi[-1:]:
@@ -151,6 +201,7 @@ def headline_ratios(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
                 out.append(_ratio(f"sparse_apply_{opt}_{mode}", r,
                                   "keras / pyoptim.keras, apply_gradients of one IndexedSlices (x)",
                                   _sparse_detail(sparse, opt, mode)))
+    out.extend(eightbit_ratios(eightbit))
     for s in (e2e or {}).get("summary", []):
         name = f"fit_step_{s['model']}_{s['optimizer']}"
         detail = f"{s['variables']} variables, {s['parameters']:,} parameters"
@@ -167,10 +218,106 @@ def headline_ratios(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
     return out
 
 
+def eightbit_ratios(eb: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The 8-bit part's ratios (see headline_ratios)."""
+    if not eb:
+        return []
+    out: List[Dict[str, Any]] = []
+    case, d = eb["case"], eb["default_block_size"]
+    rows = eb["rows"]
+    t8 = _row(rows, f"pyoptim.Adam8bit/b{d}")
+
+    def detail(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]]) -> str:
+        if a and b and a.get("available") and b.get("available"):
+            return f"{fmt_time(a['median_s'])} / {fmt_time(b['median_s'])}"
+        return "not measured: " + "; ".join(f"{r['impl']}: {r.get('reason')}" for r in (a, b)
+                                             if r and not r.get("available"))
+
+    out.append(_ratio(f"adam_over_adam8bit_{case}", eb["adam_over_adam8bit"],
+                      f"pyoptim.Adam / pyoptim.Adam8bit (block {d}) step (x)", detail(_row(rows, "pyoptim.Adam"), t8)))
+    out.append(_ratio(f"adam8bit_roofline_fraction_{case}", eb["roofline_fraction"],
+                      "8-bit roofline C loop / Adam8bit step (fraction; 1.0 = as fast as moving its bytes)",
+                      detail(_row(rows, "roofline.adam8bit"), t8)))
+    for b, r in eb["block_size_over_default"].items():
+        if int(b) != d:
+            out.append(_ratio(f"adam8bit_block{b}_over_block{d}_{case}", r,
+                              f"Adam8bit step at block_size {b} / at {d} (x; < 1: faster)",
+                              detail(_row(rows, f"pyoptim.Adam8bit/b{b}"), t8)))
+    mem = eb.get("memory")
+    if mem:
+        out.append(_ratio(f"adam8bit_state_over_adam_{mem['n_elements']:.0e}".replace("+0", ""), eb["state_over_adam"],
+                          f"Adam8bit (block {d}) / Adam slot bytes (x)"))
+    peers = eb.get("peers")
+    if peers:
+        mine = _row(peers["rows"], "pyoptim.Adam8bit")
+        for p, r in peers["peer_over_pyoptim"].items():
+            theirs = next((x for x in peers["rows"] if x["impl"].startswith(p + ".")), None)
+            extra = f", {p} {theirs['version']}" if theirs and theirs.get("version") else ""
+            out.append(_ratio(f"peer_{p}_adam8bit_over_pyoptim_{case}", r,
+                              f"{theirs['impl'] if theirs else p} / pyoptim.Adam8bit step, CPU, "
+                              f"{peers['n_elements']:,} elements (x)", detail(theirs, mine) + extra))
+    return out
+
+
+def eightbit_table(eb: Optional[Dict[str, Any]]) -> str:
+    """The 8-bit part: the step cell (per implementation and block size), the state bytes, the peers."""
+    if not eb:
+        return ""
+    d = eb["default_block_size"]
+    lines = ["", f"== Adam with 8-bit state, one tensor of {eb['case']} float32 elements (median step; bytes/element: "
+             f"Adam {eb['bytes_per_element']['adam']}, Adam8bit 16 + 16/block; 'vs 8bit' = time / "
+             f"Adam8bit (block {d})'s) ==",
+             f"{'implementation':<24} {'block':>5} {'B/elem':>7} {'median':>10} {'IQR':>10} {'min':>10} {'GB/s':>7} "
+             f"{'vs 8bit':>8}"]
+
+    def line(r: Dict[str, Any], ratio_key: str = "over_adam8bit_default") -> str:
+        block = str(r.get("block_size") or "-")
+        bpe = r.get("bytes_per_element")
+        head = f"{r['impl']:<24} {block:>5} {(f'{bpe:.4g}' if bpe else '-'):>7}"
+        if not r.get("available"):
+            return f"{head} unavailable: {str(r.get('reason', ''))[:90]}"
+        ratio = f"{r[ratio_key]:.2f}x" if r.get(ratio_key) is not None else "-"
+        gbps = f"{r['gbps']:.2f}" if r.get("gbps") is not None else "-"
+        return (f"{head} {fmt_time(r['median_s']):>10} {fmt_time(r['iqr_s']):>10} {fmt_time(r['min_s']):>10} "
+                f"{gbps:>7} {ratio:>8}")
+
+    lines.extend(line(r) for r in eb["rows"])
+    shown = [f"Adam / Adam8bit {eb['adam_over_adam8bit']:.2f}x" if eb["adam_over_adam8bit"] is not None else None,
+             f"roofline / Adam8bit {100 * eb['roofline_fraction']:.0f}%" if eb["roofline_fraction"] is not None
+             else None]
+    lines.append("(" + "; ".join(x for x in shown if x) + ")" if any(shown) else "")
+    mem = eb.get("memory")
+    if mem:
+        lines += ["", f"state bytes for one tensor of {mem['n_elements']:,} elements (opt.slots: every slot array "
+                  "and scale; opt.variables adds the 8-byte iterations)",
+                  f"{'optimizer':<24} {'block':>5} {'slot bytes':>12} {'B/param':>8} {'vs Adam':>8}"]
+        for name, r in mem["rows"].items():
+            lines.append(f"{name:<24} {str(r['block_size'] or '-'):>5} {r['slot_bytes']:>12,} "
+                         f"{r['bytes_per_parameter']:>8.4f} {r['over_adam']:>8.4f}")
+    peers = eb.get("peers")
+    if peers:
+        lines += ["", f"CPU 8-bit Adams, one tensor of {peers['n_elements']:,} elements, block 256 "
+                  f"('vs pyoptim' = time / pyoptim.Adam8bit's; > 1: pyoptim faster)",
+                  f"{'implementation':<28} {'version':>8} {'median':>10} {'IQR':>10} {'min':>10} {'state bytes':>12} "
+                  f"{'vs pyoptim':>10}"]
+        mine = _row(peers["rows"], "pyoptim.Adam8bit")
+        for r in peers["rows"]:
+            head = f"{r['impl']:<28} {str(r.get('version', '-')):>8}"
+            if not r.get("available"):
+                lines.append(f"{head} unavailable: {str(r.get('reason', ''))[:100]}")
+                continue
+            ratio = (f"{r['median_s'] / mine['median_s']:.2f}x" if mine and mine.get("available") else "-")
+            note = f"  (first step {r['first_step_s']:.1f} s: torch.compile)" if r.get("first_step_s", 0) > 1 else ""
+            lines.append(f"{head} {fmt_time(r['median_s']):>10} {fmt_time(r['iqr_s']):>10} {fmt_time(r['min_s']):>10} "
+                         f"{r.get('state_bytes', 0):>12,} {ratio:>10}{note}")
+    return "\n".join(lines)
+
+
 def ratios_table(ratios: List[Dict[str, Any]]) -> str:
     if not ratios:
         return ""
-    lines = ["", "== ratios ([fused-step]; > 1 means pyoptim faster, except where the meaning says otherwise) =="]
+    lines = ["", "== ratios ([fused-step], [low-bit-state]; > 1 means pyoptim faster, except where the meaning "
+                 "says otherwise) =="]
     for r in ratios:
         m = "-" if r["measured"] is None else f"{r['measured']:.2f}x"
         detail = f"  [{r['detail']}]" if r.get("detail") else ""
@@ -319,7 +466,7 @@ def e2e_table(e2e: Optional[Dict[str, Any]]) -> str:
 
 
 def targets_table(ts: List[Dict[str, Any]]) -> str:
-    lines = ["", "== targets (issue 5 and [fused-step]; reported, not asserted) =="]
+    lines = ["", "== targets (issue 5, [fused-step] and [low-bit-state]; reported, not asserted) =="]
     for t in ts:
         m = t["measured"]
         ms = "-" if m is None else (f"{m:.3g} {t['unit']}")

@@ -7,6 +7,11 @@ writes the parameter and the states.  For float32 (4 bytes) with Keras' defaults
 * RMSprop (rho, no momentum): read p, g, v; write p, v   -> 5 x 4 = 20 bytes/element
 * Adam: read p, g, m, v; write p, m, v                   -> 7 x 4 = 28 bytes/element
 
+* Adam8bit (8-bit block-wise m and v, block B): read p, g, m (1 byte), v (1 byte);
+  write p, m, v; per block read and write the two float32 scales
+                                                  -> 16 + 16 / B bytes/element
+                                                     (16.0625 at B = 256)
+
 (Written lines were read first, so write-allocate adds no traffic.)  The C loops
 below move exactly those arrays with trivial arithmetic (no division, no square
 root), so their time is the memory system's limit for that traffic.  They are
@@ -39,6 +44,38 @@ TRAFFIC = {
     "rmsprop": {"read": ("param", "grad", "velocity"), "write": ("param", "velocity")},
     "adam": {"read": ("param", "grad", "m", "v"), "write": ("param", "m", "v")},
 }
+
+#: Adam with 8-bit block-wise state (pyoptim.Adam8bit, csrc/pyoptim/adam8bit.hpp): bytes per element
+#: (reads + writes) and per block (the two states' float32 scales, read and written).
+TRAFFIC_8BIT = {
+    "read": {"param": 4, "grad": 4, "m_code": 1, "v_code": 1},
+    "write": {"param": 4, "m_code": 1, "v_code": 1},
+    "per_block_read": {"m_scale": 4, "v_scale": 4},
+    "per_block_write": {"m_scale": 4, "v_scale": 4},
+}
+
+
+def num_blocks(size: int, block_size: int) -> int:
+    """Blocks (scales per state) of a tensor of ``size`` elements: ceil(size / block_size)."""
+    return -(-int(size) // int(block_size))
+
+
+def bytes_per_element_8bit(block_size: int) -> float:
+    """Adam8bit's bytes per element: 16 (p 8, g 4, m 2, v 2) + 16 / block_size (scales)."""
+    t = TRAFFIC_8BIT
+    per_elem = sum(t["read"].values()) + sum(t["write"].values())
+    per_block = sum(t["per_block_read"].values()) + sum(t["per_block_write"].values())
+    return per_elem + per_block / block_size
+
+
+def bytes_per_step_8bit(sizes: Sequence[int], block_size: int) -> int:
+    """Adam8bit's bytes moved by one step over tensors of ``sizes`` elements (each tensor has
+    ceil(n / block_size) blocks, the last one possibly short)."""
+    t = TRAFFIC_8BIT
+    per_elem = sum(t["read"].values()) + sum(t["write"].values())
+    per_block = sum(t["per_block_read"].values()) + sum(t["per_block_write"].values())
+    return sum(per_elem * n + per_block * num_blocks(n, block_size) for n in sizes)
+
 
 #: Number of state arrays per optimizer.
 N_STATES = {"sgd": 1, "rmsprop": 1, "adam": 2}
@@ -122,6 +159,56 @@ void roof_states2(float** p, float** g, float** s1, float** s2, const i64* n, in
   SHARE_LOOP(run2(p[k], g[k], s1[k], s2[k], b, e, 0.9f, 1e-3f);)
 }
 
+/* Adam8bit's traffic: per block of `block` elements read the two float32 scales, read p, g,
+   the 1-byte m and v codes; write p, m, v and the two scales (one pass, as the kernel).
+   Blocks [kb, ke) of one tensor of n elements (the last block may be short). */
+static void run8(float* restrict p, const float* restrict g, uint8_t* restrict m,
+                 uint8_t* restrict v, float* restrict sm, float* restrict sv, i64 n, i64 block,
+                 i64 kb, i64 ke, float c) {
+  for (i64 k = kb; k < ke; ++k) {
+    const i64 b = k * block, e = b + block < n ? b + block : n;
+    const float am = sm[k] * c, av = sv[k] * c;
+#pragma omp simd
+    for (i64 i = b; i < e; ++i) {
+      const uint8_t qm = m[i], qv = v[i];
+      p[i] = p[i] + g[i] * c + (float)(int8_t)qm * am + (float)qv * av;
+      m[i] = (uint8_t)(qm + 1u);
+      v[i] = (uint8_t)(qv + 1u);
+    }
+    sm[k] = am + 1.0f;
+    sv[k] = av + 1.0f;
+  }
+}
+
+/* Like SHARE_LOOP, but the virtual array is the list's blocks: each thread takes one
+   contiguous share of whole blocks, as the 8-bit kernel does (for_each_block). */
+void roof_adam8bit(float** p, float** g, uint8_t** m, uint8_t** v, float** sm, float** sv,
+                   const i64* n, int nseg, i64 block, int nt) {
+  i64 total = 0;
+  for (int k = 0; k < nseg; ++k) total += (n[k] + block - 1) / block;
+  if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+    {
+      i64 nth = 1, tid = 0;
+      ROOF_THREAD_IDS
+      i64 share = (total + nth - 1) / nth;
+      i64 lo = tid * share < total ? tid * share : total;
+      i64 hi = lo + share < total ? lo + share : total;
+      i64 off = 0;
+      for (int k = 0; k < nseg && off < hi; ++k) {
+        i64 nb = (n[k] + block - 1) / block;
+        i64 b = lo > off ? lo - off : 0;
+        i64 e = hi < off + nb ? hi - off : nb;
+        if (b < e) run8(p[k], g[k], m[k], v[k], sm[k], sv[k], n[k], block, b, e, 1e-3f);
+        off += nb;
+      }
+    }
+  } else {
+    for (int k = 0; k < nseg; ++k)
+      run8(p[k], g[k], m[k], v[k], sm[k], sv[k], n[k], block, 0, (n[k] + block - 1) / block, 1e-3f);
+  }
+}
+
 int roof_openmp(void) {
 #ifdef _OPENMP
   return 1;
@@ -159,6 +246,8 @@ class RooflineLib:
             "openmp": self.openmp,
             "bytes_per_element": {k: bytes_per_element(k) for k in TRAFFIC},
             "traffic": {k: {"read": list(v["read"]), "write": list(v["write"])} for k, v in TRAFFIC.items()},
+            "traffic_8bit": TRAFFIC_8BIT,
+            "bytes_per_element_8bit": "16 + 16 / block_size",
         }
 
 
@@ -204,7 +293,9 @@ def build(workdir: Optional[str] = None) -> RooflineLib:
         pp = ctypes.POINTER(ctypes.c_void_p)
         lib.roof_states1.argtypes = [pp, pp, pp, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         lib.roof_states2.argtypes = [pp, pp, pp, pp, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-        lib.roof_states1.restype = lib.roof_states2.restype = None
+        lib.roof_adam8bit.argtypes = [pp, pp, pp, pp, pp, pp, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
+                                      ctypes.c_int]
+        lib.roof_states1.restype = lib.roof_states2.restype = lib.roof_adam8bit.restype = None
         lib.roof_openmp.restype = ctypes.c_int
         return RooflineLib(lib, cc, version, list(flags), bool(lib.roof_openmp()), workdir)
     raise RuntimeError("could not compile the roofline loop:\n" + "\n".join(errors))
@@ -276,3 +367,38 @@ class RooflineStep:
         self.mode = min(med, key=med.get)
         self.nt = 1 if self.mode == "serial" else self._threads
         return med
+
+
+class Roofline8bitStep(RooflineStep):
+    """The roofline of Adam8bit's step (``roof_adam8bit``): float32 params and grads, uint8 (or
+    int8) m and v codes of the same sizes, float32 scales of ceil(n / block_size) elements per
+    tensor.  ``step()`` runs the C loop; :meth:`calibrate` picks serial or parallel."""
+
+    def __init__(self, roof: RooflineLib, params: List[np.ndarray], grads: List[np.ndarray],
+                 m_codes: List[np.ndarray], v_codes: List[np.ndarray], m_scales: List[np.ndarray],
+                 v_scales: List[np.ndarray], block_size: int, threads: int) -> None:
+        for a in [*params, *grads, *m_scales, *v_scales]:
+            if a.dtype != np.float32 or not a.flags.c_contiguous or not a.flags.writeable:
+                raise ValueError("roofline params, grads and scales must be writeable, C-contiguous float32")
+        for a in [*m_codes, *v_codes]:
+            if a.dtype.itemsize != 1 or a.dtype.kind not in "iu" or not a.flags.c_contiguous or not a.flags.writeable:
+                raise ValueError("roofline codes must be writeable, C-contiguous int8 or uint8")
+        nb = [num_blocks(p.size, block_size) for p in params]
+        if [a.size for a in m_codes] != [p.size for p in params] or [a.size for a in v_codes] != \
+                [p.size for p in params] or [a.size for a in m_scales] != nb or [a.size for a in v_scales] != nb:
+            raise ValueError("roofline codes must have the params' sizes, scales ceil(n / block_size)")
+        self._keep = (params, grads, m_codes, v_codes, m_scales, v_scales)
+        self._p, self._g = _ptrs(params), _ptrs(grads)
+        self._m, self._v, self._sm, self._sv = _ptrs(m_codes), _ptrs(v_codes), _ptrs(m_scales), _ptrs(v_scales)
+        self._n = np.array([a.size for a in params], dtype=np.int64)
+        self._nptr = ctypes.c_void_p(self._n.ctypes.data)
+        self._nseg = len(params)
+        self._block = int(block_size)
+        self._threads = max(1, int(threads))
+        self._lib = roof.lib
+        self.nt = self._threads
+        self.mode = "parallel" if self._threads > 1 else "serial"
+
+    def step(self) -> None:
+        self._lib.roof_adam8bit(self._p, self._g, self._m, self._v, self._sm, self._sv, self._nptr, self._nseg,
+                                self._block, self.nt)

@@ -11,7 +11,9 @@ stateful multi-tensor), pyoptim.keras and keras.optimizers (apply_gradients in a
 tf.function, and eagerly), TF's fused kernels (tf.raw_ops.ResourceApply*), plain NumPy,
 torch.optim (foreach and fused, if torch is installed) and the memory roofline (a C loop
 with the same traffic, compiled here); then AdamW's step against Adam's per pyoptim API;
-then apply_gradients of a sparse gradient (tf.IndexedSlices, 1280 Zipf ids into a 200000 x 64
+then Adam with 8-bit block-wise state (pyoptim.Adam8bit against pyoptim.Adam, the roofline of
+its 16 bytes/element, block sizes 64-2048, state bytes, bitsandbytes' and torchao's CPU 8-bit
+Adams); then apply_gradients of a sparse gradient (tf.IndexedSlices, 1280 Zipf ids into a 200000 x 64
 table) with pyoptim.keras and keras.optimizers (Adam, RMSprop and SGD with momentum, SGD,
 LazyAdam vs Adam); then model.fit epoch and step times with pyoptim.keras and
 keras.optimizers over the model zoo (pipeline, heavy, many_small, transformer) x (SGD,
@@ -21,6 +23,10 @@ bench/README.md for the method and every column.
 Only the sparse-gradient parts, quickly:
 
     python bench/run.py --quick --no-micro --no-adamw --e2e-models embedding
+
+Only the 8-bit state part, at 1e7:
+
+    python bench/run.py --no-micro --no-adamw --no-sparse --no-e2e --no-plots
 """
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="smoke test: sizes 1, 1e4, 1e6 and 10x1e3, few rounds, AdamW-vs-Adam at 1e5, shrunk zoo "
+                    help="smoke test: sizes 1, 1e4, 1e6 and 10x1e3, few rounds, AdamW-vs-Adam and 8-bit at 1e5, shrunk zoo "
                          "(every optimizer on pipeline and embedding, Adam on the others)")
     ap.add_argument("--out", metavar="DIR", default=None,
                     help="directory for results.json, table.txt and the PNGs (default: bench/results)")
@@ -76,6 +82,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--adamw-size", type=float, default=None,
                     help="elements of the AdamW-vs-Adam step comparison (default 1e7; quick 1e5)")
     ap.add_argument("--no-adamw", action="store_true", help="skip the AdamW-vs-Adam step comparison")
+    ap.add_argument("--8bit-size", dest="eightbit_size", type=float, default=None,
+                    help="elements of the 8-bit state part (pyoptim.Adam8bit vs Adam, its roofline, block sizes, "
+                         "bitsandbytes / torchao; default 1e7; quick 1e5)")
+    ap.add_argument("--no-8bit", dest="no_8bit", action="store_true",
+                    help="skip the 8-bit state part (Adam8bit)")
+    ap.add_argument("--no-8bit-peers", dest="no_8bit_peers", action="store_true",
+                    help="in the 8-bit part, skip bitsandbytes' and torchao's 8-bit Adams")
     ap.add_argument("--no-sparse", action="store_true",
                     help="skip the sparse-gradient (tf.IndexedSlices) apply_gradients comparison")
     ap.add_argument("--no-e2e", action="store_true", help="skip the model.fit benchmark")
@@ -114,6 +127,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.omp_wait_policy != "default":
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # torchao's step: compile in-process
     here = os.path.dirname(os.path.abspath(__file__))
     if here not in sys.path:
         sys.path.insert(0, here)
@@ -168,9 +182,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.adamw_size is not None and args.adamw_size < 1:
         print("error: --adamw-size must be >= 1", file=sys.stderr)
         return 2
+    if args.eightbit_size is not None and args.eightbit_size < 1:
+        print("error: --8bit-size must be >= 1", file=sys.stderr)
+        return 2
+    import adam8bit as eightbit_bench
     import adamw as adamw_bench
 
     adamw_size = int(args.adamw_size) if args.adamw_size else (adamw_bench.QUICK_SIZE if quick else adamw_bench.FULL_SIZE)
+    eightbit_size = int(args.eightbit_size) if args.eightbit_size else \
+        (eightbit_bench.QUICK_SIZE if quick else eightbit_bench.FULL_SIZE)
     if args.sizes:
         try:
             cases = [problems.parse_case(s) for s in args.sizes.split(",") if s.strip()]
@@ -269,6 +289,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         gc.collect()
     phases["adamw_s"] = time.perf_counter() - t_phase
     t_phase = time.perf_counter()
+    eightbit_result = None
+    if not args.no_8bit:
+        roof_impl = next((i for i in impls if i.name == "roofline"), None)
+        if roof_impl is None:
+            roof_impl = Roofline(threads)
+            roof_impl.setup()
+        eightbit_result = eightbit_bench.run_8bit(
+            eightbit_size, threads=threads, roof_lib=roof_impl.lib, roof_reason=roof_impl.reason, rounds=rounds,
+            min_sample_s=min_sample_s, budget_s=budget, sample_warmup=args.sample_warmup,
+            peers=() if args.no_8bit_peers else eightbit_bench.PEERS, log=log)
+        gc.collect()
+    phases["8bit_s"] = time.perf_counter() - t_phase
+    t_phase = time.perf_counter()
     sparse_result = None
     if not args.no_sparse:
         import sparse_apply as sparse_bench
@@ -333,6 +366,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             "e2e_models": e2e_models,
             "e2e_optimizers": e2e_opts,
             "adamw_size": None if args.no_adamw else adamw_size,
+            "8bit_size": None if args.no_8bit else eightbit_size,
+            "8bit_block_sizes": None if args.no_8bit else list(eightbit_bench.BLOCK_SIZES),
             "sparse_optimizers": None if args.no_sparse else list(problems.SPARSE_OPTIMIZERS),
             "method": "warm-up; samples of >= min_sample_s (batched steps), each preceded by sample_warmup "
                       "untimed samples of the same implementation; round-robin interleaving of all "
@@ -342,11 +377,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         "implementations": {i.name: i.info() for i in impls},
         "micro": micro,
         "adamw": adamw_result,
+        "adam8bit": eightbit_result,
         "sparse": sparse_result,
         "e2e": e2e,
     }
-    results["targets"] = report.targets(micro, e2e, adamw_result)
-    results["ratios"] = report.headline_ratios(micro, e2e, adamw_result, sparse_result)
+    results["targets"] = report.targets(micro, e2e, adamw_result, eightbit_result)
+    results["ratios"] = report.headline_ratios(micro, e2e, adamw_result, sparse_result, eightbit_result)
     results["machine"]["load_average_end"] = machine.load_average()
     results["duration_s"] = round(time.time() - t_start, 2)
     results["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
@@ -354,6 +390,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     table = "\n".join([
         report.micro_table(micro, optimizers, [c.label for c in cases], impl_names) if micro else "",
         report.adamw_table(adamw_result),
+        report.eightbit_table(eightbit_result),
         report.sparse_table(sparse_result),
         report.e2e_table(e2e),
         report.ratios_table(results["ratios"]),

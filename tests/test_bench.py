@@ -285,7 +285,10 @@ def test_quick_ratios_and_targets(quick_run):
                  "fit_step_transformer_adam", "fit_step_many_small_adam", "fit_step_heavy_adam",
                  "fit_step_pipeline_adamw", "fit_step_embedding_adam", "fit_step_embedding_lazyadam",
                  "fit_step_embedding_sgd_no_momentum", "sparse_apply_lazyadam_tf.function",
-                 "sparse_apply_adam_eager"):
+                 "sparse_apply_adam_eager", "adam_over_adam8bit_1e5", "adam8bit_roofline_fraction_1e5",
+                 "adam8bit_block64_over_block256_1e5", "adam8bit_block2048_over_block256_1e5",
+                 "adam8bit_state_over_adam_1e7", "peer_bitsandbytes_adam8bit_over_pyoptim_1e5",
+                 "peer_torchao_adam8bit_over_pyoptim_1e5"):
         assert name in ratios, sorted(ratios)
     micro = {(r["optimizer"], r["case"], r["impl"]): r for r in res["micro"]}
     if res["implementations"]["pyoptim.keras"]["available"]:
@@ -294,12 +297,18 @@ def test_quick_ratios_and_targets(quick_run):
         assert math.isclose(ratios["apply_gradients_adam_10x1e3_eager"]["measured"], want, rel_tol=1e-12)
         assert _finite_positive(ratios["fit_step_transformer_adam"]["measured"])
     names = [t["name"] for t in res["targets"]]
-    for name in ("adam_1e7_roofline_fraction", "fit_epoch_heavy_adam", "adamw_vs_adam_1e7"):
+    for name in ("adam_1e7_roofline_fraction", "fit_epoch_heavy_adam", "adamw_vs_adam_1e7", "adam8bit_vs_adam_1e7",
+                 "adam8bit_1e7_roofline_fraction", "adam8bit_state_memory_1e7"):
         assert name in names
     for t in res["targets"]:
         assert t["met"] in (True, False, None)
         assert (t["measured"] is None) == (t["met"] is None)
     assert next(t for t in res["targets"] if t["name"] == "adamw_vs_adam_1e7")["met"] is None  # quick: 1e5
+    for name in ("adam8bit_vs_adam_1e7", "adam8bit_1e7_roofline_fraction"):  # quick: timed at 1e5
+        t = next(t for t in res["targets"] if t["name"] == name)
+        assert t["met"] is None and "measured at 1e5" in t["detail"], t
+    mem = next(t for t in res["targets"] if t["name"] == "adam8bit_state_memory_1e7")  # bytes: always at 1e7
+    assert mem["met"] is True and math.isclose(mem["measured"], res["adam8bit"]["state_over_adam"])
     assert res["duration_s"] > 0
 
 
@@ -364,7 +373,7 @@ def test_quick_writes_table_and_pngs(quick_run):
 
 def test_bad_arguments_exit_2(tmp_path):
     for argv in (["--optimizers", "adamw"], ["--sizes", "big"], ["--impls", "jax"], ["--sample-warmup", "-1"],
-                 ["--e2e-models", "resnet"], ["--e2e-optimizers", "nadam"], ["--adamw-size", "0"],
+                 ["--e2e-models", "resnet"], ["--e2e-optimizers", "nadam"], ["--adamw-size", "0"], ["--8bit-size", "0"],
                  ["--e2e-optimizers", "adamw", "--e2e-models", "embedding"]):
         proc = subprocess.run([sys.executable, str(RUN), *argv, "--out", str(tmp_path)], capture_output=True,
                               text=True, timeout=300, cwd=str(tmp_path))
@@ -485,3 +494,150 @@ def test_roofline_loop_moves_the_optimizer_arrays(optimizer, n_tensors):
         for g, g0 in zip(grads, grads_before):
             np.testing.assert_array_equal(g, g0)
     assert roofline.bytes_per_element(optimizer) == {"sgd": 20, "rmsprop": 20, "adam": 28}[optimizer]
+
+
+def test_quick_8bit(quick_run):
+    """The 8-bit state part: the step cell (Adam, Adam8bit at every block size, both roofline
+    loops), the state bytes at 1e7 (exact), the peers (available or saying why), the table."""
+    out, _ = quick_run
+    res = json.loads((out / "results.json").read_text())
+    assert res["settings"]["8bit_size"] == 10**5 and res["settings"]["8bit_block_sizes"] == [64, 128, 256, 512, 2048]
+    eb = res["adam8bit"]
+    assert eb["case"] == "1e5" and eb["n_elements"] == 10**5 and eb["default_block_size"] == 256
+    rows = {r["impl"]: r for r in eb["rows"]}
+    names = ["pyoptim.Adam"] + [f"pyoptim.Adam8bit/b{b}" for b in (64, 128, 256, 512, 2048)] + \
+        ["roofline.adam8bit", "roofline.adam"]
+    assert list(rows) == names
+    for name, r in rows.items():
+        assert r["available"], r
+        assert _finite_positive(r["median_s"]) and r["samples"] >= 3
+        assert r["min_s"] <= r["q1_s"] <= r["median_s"] <= r["q3_s"] <= r["max_s"], r
+        b = r["block_size"]
+        want = 28 * 10**5 if b is None else 16 * 10**5 + 16 * -(-10**5 // b)
+        assert r["bytes_per_step"] == want, r
+        assert math.isclose(r["gbps"], want / r["median_s"] / 1e9, rel_tol=1e-9)
+        if name.startswith("pyoptim.Adam8bit"):
+            assert r["state_dtypes"] == {"momentums": "int8", "velocities": "uint8", "momentum_scales": "float32",
+                                         "velocity_scales": "float32"}
+    roof8 = rows["roofline.adam8bit"]
+    assert roof8["block_size"] == 256 and roof8["mode"] in ("serial", "parallel")
+    t8 = rows["pyoptim.Adam8bit/b256"]["median_s"]
+    assert math.isclose(eb["adam_over_adam8bit"], rows["pyoptim.Adam"]["median_s"] / t8, rel_tol=1e-12)
+    assert math.isclose(eb["roofline_fraction"], rows["roofline.adam8bit"]["median_s"] / t8, rel_tol=1e-12)
+    for b, r in eb["block_size_over_default"].items():
+        assert math.isclose(r, rows[f"pyoptim.Adam8bit/b{b}"]["median_s"] / t8, rel_tol=1e-12)
+    mem = eb["memory"]
+    assert mem["n_elements"] == 10**7
+    assert mem["rows"]["pyoptim.Adam"]["slot_bytes"] == 8 * 10**7
+    for b in (64, 128, 256, 512, 2048):
+        m = mem["rows"][f"pyoptim.Adam8bit/b{b}"]
+        assert m["slot_bytes"] == 2 * 10**7 + 2 * 4 * -(-10**7 // b), m
+        assert m["variables_bytes"] == m["slot_bytes"] + 8  # + iterations
+    assert eb["state_over_adam"] == mem["rows"]["pyoptim.Adam8bit/b256"]["over_adam"] <= 0.27
+    peers = eb["peers"]
+    assert peers["n_elements"] == 100_096 and peers["n_elements"] % 256 == 0
+    prow = {r["impl"]: r for r in peers["rows"]}
+    assert list(prow) == ["pyoptim.Adam8bit", "bitsandbytes.optim.Adam8bit", "torchao.optim.Adam8bit"]
+    assert prow["pyoptim.Adam8bit"]["available"]
+    for peer, impl in (("bitsandbytes", "bitsandbytes.optim.Adam8bit"), ("torchao", "torchao.optim.Adam8bit")):
+        r = prow[impl]
+        if not r["available"]:
+            assert r["reason"] and peers["peer_over_pyoptim"][peer] is None, r
+            continue
+        assert r["version"] and r["state_bytes"] > 0 and "uint8" in r["state_dtypes"].values(), r
+        assert math.isclose(peers["peer_over_pyoptim"][peer], r["median_s"] / prow["pyoptim.Adam8bit"]["median_s"],
+                            rel_tol=1e-12)
+    table = (out / "table.txt").read_text()
+    assert "== Adam with 8-bit state, one tensor of 1e5 float32 elements" in table
+    assert "pyoptim.Adam8bit/b2048" in table and "roofline.adam8bit" in table
+    assert "CPU 8-bit Adams, one tensor of 100,096 elements" in table
+
+
+@pytest.mark.parametrize("n_tensors", [1, 4])
+@pytest.mark.parametrize("block", [32, 256])
+def test_roofline_8bit_loop_moves_the_arrays(n_tensors, block):
+    """The 8-bit roofline loop reads and writes p, g, both 1-byte codes and both scales of every
+    block (short last blocks included), in serial and parallel mode (checked against NumPy)."""
+    roofline = _bench_import("roofline")
+    lib = roofline.build()
+    rng = np.random.default_rng(5)
+    sizes = [1, 300, 40_000, 70_001][:n_tensors] if n_tensors > 1 else [70_001]
+    params = [rng.standard_normal(n, dtype=np.float32) for n in sizes]
+    grads = [rng.standard_normal(n, dtype=np.float32) for n in sizes]
+    ms = [rng.integers(-128, 128, n).astype(np.int8) for n in sizes]
+    vs = [rng.integers(0, 256, n).astype(np.uint8) for n in sizes]
+    sms = [rng.uniform(0, 1, roofline.num_blocks(n, block)).astype(np.float32) for n in sizes]
+    svs = [rng.uniform(0, 1, roofline.num_blocks(n, block)).astype(np.float32) for n in sizes]
+    c = np.float32(1e-3)
+    want = []
+    for p, g, m, v, sm, sv in zip(params, grads, ms, vs, sms, svs):
+        am, av = sm * c, sv * c
+        k = np.arange(p.size) // block
+        wp = p + g * c + m.astype(np.float32) * am[k] + v.astype(np.float32) * av[k]
+        want.append((wp, (m.view(np.uint8) + np.uint8(1)).view(np.int8), v + np.uint8(1), am + 1, av + 1))
+    for nt in (1, 2):
+        ps, ms_, vs_ = [p.copy() for p in params], [m.copy() for m in ms], [v.copy() for v in vs]
+        sms_, svs_ = [x.copy() for x in sms], [x.copy() for x in svs]
+        roofline.Roofline8bitStep(lib, ps, [g for g in grads], ms_, vs_, sms_, svs_, block, nt).step()
+        for i, (wp, wm, wv, wsm, wsv) in enumerate(want):
+            np.testing.assert_allclose(ps[i], wp, rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(ms_[i], wm)
+            np.testing.assert_array_equal(vs_[i], wv)
+            np.testing.assert_allclose(sms_[i], wsm, rtol=1e-6)
+            np.testing.assert_allclose(svs_[i], wsv, rtol=1e-6)
+    assert roofline.bytes_per_element_8bit(256) == 16.0625
+    assert roofline.bytes_per_step_8bit([10**7], 256) == 16 * 10**7 + 16 * 39063
+    with pytest.raises(ValueError):  # scales of the wrong length
+        roofline.Roofline8bitStep(lib, params[:1], grads[:1], ms[:1], vs[:1], [sms[0][:-1]], svs[:1], block, 1)
+
+
+def test_quant_codes_quick(tmp_path):
+    """bench/quant_codes.py --quick: real Adam states of the NumPy MLP, every code at every block
+    size, pyoptim's kernel agreeing with the NumPy power code; JSON and table complete."""
+    out = tmp_path / "qc.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "quant_codes.py"), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "pyoptim-quant-codes/1"
+    assert doc["settings"]["sources"] == ["numpy_mlp"] and doc["settings"]["block_sizes"] == [64, 128, 256, 512, 2048]
+    src = doc["sources"]["numpy_mlp"]
+    assert src["elements"] > 0 and all(t["size"] >= 4096 for t in src["tensors"])
+    cells = {(r["source"], r["block_size"], r["code"]) for r in doc["results"]}
+    for source in ("all", "numpy_mlp"):
+        for b in (64, 128, 256, 512, 2048):
+            for code in ("linear", "power", "dynamic"):
+                assert (source, b, code) in cells
+    for r in doc["results"]:
+        for key in ("m_rel_error", "sqrt_v_rel_error", "update_rel_error"):
+            q = r[key]
+            assert 0 <= q["median"] <= q["p90"] <= q["p99"], r
+        assert r["update_l2_rel_error"] >= 0 and 0 <= r["v_zero_fraction"] <= 1 and 0 <= r["m_zero_fraction"] <= 1
+    assert doc["kernel_check"]["available"] and doc["kernel_check"]["all_equal"], doc["kernel_check"]
+    assert "transcription" in doc["settings"]["dynamic_map_source"]  # quick: bitsandbytes (torch) not imported
+    assert "== relative error after one 8-bit round trip" in proc.stdout and "power" in proc.stdout
+    bad = subprocess.run([sys.executable, str(BENCH / "quant_codes.py"), "--sources", "mnist"], capture_output=True,
+                         text=True, timeout=120, cwd=str(tmp_path))
+    assert bad.returncode == 2 and "error: --sources" in bad.stderr
+
+
+def test_quant_codes_power_code_values():
+    """The power code's fixed points: the block's largest value codes to +-127 / 255 exactly;
+    zero stays zero; round trip of the linear and dynamic codes keeps the block maximum."""
+    qc = _bench_import("quant_codes")
+    x = np.array([1.0, -1.0, 0.0, 0.25, -0.25, 1 / 16], np.float32)
+    q, s = qc.power_encode_signed(x, 32)
+    assert s.tolist() == [1.0] and q[:3].tolist() == [127, -127, 0]
+    assert q[3] == 64 and q[4] == -64  # sqrt(0.25) * 127 = 63.5: half to even
+    dec = qc.power_decode_signed(q, s, 32)
+    assert dec[0] == 1.0 and dec[1] == -1.0 and dec[2] == 0.0
+    v = np.array([4.0, 0.0, 4.0 / 16], np.float32)
+    qv, sv = qc.power_encode_unsigned(v, 32)
+    assert sv.tolist() == [4.0] and qv[0] == 255 and qv[1] == 0 and qv[2] == 128  # (1/16)^(1/4) * 255 = 127.5
+    assert qc.power_decode_unsigned(qv, sv, 32)[0] == 4.0
+    maps, _ = qc.dynamic_maps(use_bitsandbytes=False)
+    for signed in (True, False):
+        assert maps[signed].shape == (256,) and np.all(np.diff(maps[signed]) >= 0) and maps[signed][-1] == 1.0
+        y = x if signed else np.abs(x)
+        assert qc.roundtrip_dynamic(y, 32, signed, maps[signed])[0] == 1.0
+        assert qc.roundtrip_linear(y, 32, signed)[0] == 1.0
