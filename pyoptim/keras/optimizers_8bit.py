@@ -52,39 +52,16 @@ before anything is written; a float16 / bfloat16 variable is refused when the op
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Dict, List, Optional, Sequence
 
 import keras
 import tensorflow as tf
 from keras import ops
 
+from ..optimizers_8bit import _block_size_arg, _min_8bit_size_arg  # one set of checks: NumPy's
 from . import _loader
 from .optimizers import (_FAST_DTYPES, _constant, _FastPathMixin, _gradient_operands, _operand,
                          _tf_variable)
-
-# The kernel's block sizes (adam8bit.hpp: kMinQuantBlock, kMaxQuantBlock, kQuantBlockMultiple).
-MIN_BLOCK_SIZE, MAX_BLOCK_SIZE, BLOCK_SIZE_MULTIPLE = 32, 4096, 32
-
-
-def _block_size_arg(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"block_size must be an int, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if not (MIN_BLOCK_SIZE <= value <= MAX_BLOCK_SIZE and value % BLOCK_SIZE_MULTIPLE == 0):
-        raise ValueError(f"block_size must be a multiple of {BLOCK_SIZE_MULTIPLE} from "
-                         f"{MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE}, got {value}")
-    return value
-
-
-def _min_8bit_size_arg(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"min_8bit_size must be an int, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if value < 0:
-        raise ValueError(f"min_8bit_size must be >= 0, got {value}")
-    return value
-
 
 def _exact(value: Any, dtype: tf.DType) -> tf.Tensor:
     """A hyperparameter as a scalar of ``dtype``: a Python number rounded once from the double
