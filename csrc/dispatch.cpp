@@ -30,7 +30,11 @@ struct Candidate {
 bool always() { return true; }
 #if defined(__x86_64__) || defined(__i386__)
 bool cpu_has_avx2() { return __builtin_cpu_supports("avx2"); }
-bool cpu_has_avx512() { return __builtin_cpu_supports("avx512f"); }
+// The avx512 build's flags (CMakeLists.txt): F, VL and BW.
+bool cpu_has_avx512() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bw");
+}
 #endif
 
 const std::vector<Candidate>& candidates() {

@@ -482,6 +482,7 @@ py::dict build_info() {
 #endif
   d["compiler"] = PYOPTIM_COMPILER;
   d["kernel_flags"] = PYOPTIM_KERNEL_FLAGS;
+  d["isa_flags"] = PYOPTIM_ISA_FLAGS;  // "name=flags|name=flags" (CMakeLists.txt)
   d["parallel_min_elements"] = kParallelMinElements;
   d["quant_block_sizes"] = py::make_tuple(kMinQuantBlock, kMaxQuantBlock, kQuantBlockMultiple);
   return d;

@@ -8,7 +8,8 @@ from . import _core
 
 
 def config() -> Dict[str, Any]:
-    """Version, instruction sets (built / run by this CPU / in use), threads, flags."""
+    """Version, instruction sets (built / run by this CPU / in use), threads, flags (the kernels'
+    and each instruction set's, ``isa_flags``: name -> flags, as CMakeLists.txt sets them)."""
     from . import __version__
 
     info = _core._build_info()
@@ -22,6 +23,7 @@ def config() -> Dict[str, Any]:
         "parallel_min_elements": info["parallel_min_elements"],
         "compiler": info["compiler"],
         "kernel_flags": info["kernel_flags"],
+        "isa_flags": dict(entry.split("=", 1) for entry in info["isa_flags"].split("|")),
         "machine": platform.machine(),
         "python": platform.python_version(),
     }

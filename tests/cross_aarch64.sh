@@ -34,10 +34,14 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 start=$SECONDS
 
-# The kernel flags of CMakeLists.txt (PYOPTIM_KERNEL_FLAGS) and its per-ISA flags on x86-64.
+# The kernel flags of CMakeLists.txt (PYOPTIM_KERNEL_FLAGS) and its per-ISA flags on x86-64,
+# read from its set(PYOPTIM_ISA_FLAGS_<isa> ...) lines.
 KERNEL_FLAGS=(-std=c++17 -O3 -ffp-contract=off -fno-math-errno -fopenmp-simd -fopenmp)
-declare -A ISA_FLAGS=([baseline]="" [avx2]="-mavx2"
-                      [avx512]="-mavx512f -mavx512vl -mprefer-vector-width=512")
+declare -A ISA_FLAGS=()
+while read -r isa flags; do
+  ISA_FLAGS[$isa]="${flags//\"/}"
+done < <(sed -n 's/^set(PYOPTIM_ISA_FLAGS_\([a-z][a-z0-9]*\) *\(.*\))$/\1 \2/p' "$ROOT/CMakeLists.txt")
+[ "${#ISA_FLAGS[@]}" -eq 3 ] || { echo "cross_aarch64: cannot read the ISA flags of CMakeLists.txt" >&2; exit 2; }
 
 echo "== cross_aarch64: $("$A64_CXX" --version | head -1)"
 
@@ -53,7 +57,7 @@ NP_INC=$("$PY" -c "import numpy; print(numpy.get_include())")
 # agree with aarch64 Linux on every type size (LP64), so they serve a full compile to an object.
 for src in validate module; do
   "$A64_CXX" -std=c++17 -O2 -ffp-contract=off -fopenmp -fPIC -I"$ROOT/csrc" -I"$PY_INC" \
-    -I"$PB_INC" -I"$NP_INC" -DPYOPTIM_COMPILER='"cross"' -DPYOPTIM_KERNEL_FLAGS='"cross"' \
+    -I"$PB_INC" -I"$NP_INC" -DPYOPTIM_COMPILER='"cross"' -DPYOPTIM_KERNEL_FLAGS='"cross"' -DPYOPTIM_ISA_FLAGS='"baseline="' \
     -c "$ROOT/csrc/$src.cpp" -o "$WORK/a64_$src.o"
 done
 file "$WORK"/a64_*.o | sed "s|$WORK/||"

@@ -93,6 +93,24 @@ def _own_instructions(library: Path) -> List[str]:
     return own
 
 
+def test_isa_flags_are_written_once():
+    """Each instruction set's flags come from CMakeLists.txt alone: the NumPy core reports the
+    ones it was built with, the op compiles with them (plus TensorFlow's -mfma), and
+    tests/cross_aarch64.sh's reading of CMakeLists.txt finds the same."""
+    cfg = pyoptim.config.config()
+    assert list(cfg["isa_flags"]) == cfg["isas_built"]
+    cmake = (Path(__file__).resolve().parents[1] / "CMakeLists.txt").read_text()
+    written = {m.group(1): m.group(2).replace('"', "").split()
+               for m in re.finditer(r"^set\(PYOPTIM_ISA_FLAGS_([a-z][a-z0-9]*) *(.*)\)$", cmake, re.M)}
+    for isa in cfg["isas_built"]:
+        core = cfg["isa_flags"][isa].split()
+        assert core == written[isa], isa
+        assert _build.isa_flags(isa)[:len(core)] == core
+    if "avx512" in cfg["isas_built"]:
+        assert {"-mavx512f", "-mavx512vl", "-mavx512bw"} <= set(written["avx512"])
+        assert "-mfma" in _build.isa_flags("avx512")
+
+
 @pytest.mark.parametrize("isa", _build.targetable_isas())
 def test_op_compiles_for_every_isa(isa, tmp_path):
     """The op compiles for each ISA the compiler targets here, also ones this CPU cannot run

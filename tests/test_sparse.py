@@ -305,8 +305,7 @@ def test_fuzz_random_index_sets():
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("isa", [i for i in pyoptim.config.config()["isas_supported"]
-                                 if i in _build._ISA_FLAGS])
+@pytest.mark.parametrize("isa", pyoptim.config.config()["isas_supported"])
 def test_sparse_pass_fuzz_under_each_isa(isa, tmp_path):
     """tests/cross/sparse_fuzz.cpp: the op's sparse pass (pyoptim/keras/_op/sparse_rows.hpp) with
     random index sets and random block boundaries, built with the op's flags for each instruction
@@ -314,7 +313,7 @@ def test_sparse_pass_fuzz_under_each_isa(isa, tmp_path):
     (tests/sanitize.sh runs it under AddressSanitizer + UBSan too)."""
     exe = tmp_path / "sparse_fuzz"
     build = subprocess.run(_build.compiler() + ["-std=c++17"] + _build._KERNEL_FLAGS
-                           + _build._ISA_FLAGS[isa] + [f"-I{ROOT / 'csrc'}",
+                           + _build.isa_flags(isa) + [f"-I{ROOT / 'csrc'}",
                                                        f"-I{ROOT / 'pyoptim' / 'keras' / '_op'}",
                                                        str(ROOT / "tests" / "cross" / "sparse_fuzz.cpp"),
                                                        "-o", str(exe)],

@@ -35,16 +35,13 @@ import pyoptim
 
 _SOURCE = Path(__file__).resolve().parent / "_op" / "pyoptim_tf_ops.cc"
 
-# The NumPy core's per-instruction-set flags (CMakeLists.txt), plus what TensorFlow's headers
-# demand: its Eigen refuses -mavx512f without -mfma ("compiling with -mavx512f alone without
-# SSE/AVX FMA is not supported", Eigen bug 1638).  -mfma only allows FMA instructions; with
-# -ffp-contract=off (below) the compiler never fuses a multiply and an add of ours into one, so
-# the kernels round exactly as without it (tests/test_portable.py disassembles them to check).
-_ISA_FLAGS: Dict[str, List[str]] = {
-    "baseline": [],
-    "avx2": ["-mavx2"],
-    "avx512": ["-mavx512f", "-mavx512vl", "-mfma", "-mprefer-vector-width=512"],
-}
+# What TensorFlow's headers demand beyond the NumPy core's per-instruction-set flags (written
+# once, in CMakeLists.txt; :func:`isa_flags`): its Eigen refuses -mavx512f without -mfma
+# ("compiling with -mavx512f alone without SSE/AVX FMA is not supported", Eigen bug 1638).
+# -mfma only allows FMA instructions; with -ffp-contract=off (below) the compiler never fuses a
+# multiply and an add of ours into one, so the kernels round exactly as without it
+# (tests/test_portable.py disassembles them to check).
+_TF_EXTRA_FLAGS: Dict[str, List[str]] = {"avx512": ["-mfma"]}
 _KERNEL_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-DNDEBUG"]
 
 _thread_lock = threading.Lock()
@@ -103,17 +100,23 @@ def include_dir() -> Path:
     )
 
 
+def isa_flags(isa: str) -> List[str]:
+    """The compiler flags of instruction set ``isa``: the NumPy core's (CMakeLists.txt, through
+    ``pyoptim.config.config()["isa_flags"]``) and what TensorFlow's headers add to them."""
+    return pyoptim.config.config()["isa_flags"][isa].split() + _TF_EXTRA_FLAGS.get(isa, [])
+
+
 def targetable_isas() -> List[str]:
     """Instruction sets the op can be compiled for here, whether or not this CPU can run them:
     those the NumPy core was built with (baseline, avx2, avx512 on x86-64; baseline elsewhere)."""
-    return [isa for isa in pyoptim.config.config()["isas_built"] if isa in _ISA_FLAGS]
+    return list(pyoptim.config.config()["isas_built"])
 
 
 def selected_isa() -> str:
     """Instruction set to compile for: the one the NumPy core runs on this CPU (it honours
     ``PYOPTIM_ISA`` and ``pyoptim.set_isa``), when this machine is x86-64; else ``baseline``."""
     isa = pyoptim.get_isa()
-    return isa if isa in _ISA_FLAGS else "baseline"
+    return isa if isa in targetable_isas() else "baseline"
 
 
 def compiler() -> List[str]:
@@ -144,7 +147,7 @@ def command(isa: str, output: Path) -> List[str]:
         cxx
         + ["-shared", "-fPIC", "-w"]
         + _KERNEL_FLAGS
-        + _ISA_FLAGS[isa]
+        + isa_flags(isa)
         # A namespace of its own for the kernel copies in this library (see common.hpp).
         + [f"-DPYOPTIM_ISA=pyoptim_tf_{isa}", f"-I{include_dir()}"]
         + list(tf.sysconfig.get_compile_flags())
