@@ -461,9 +461,9 @@ def test_eager_apply_gradients_sizes_cover_simd_tails_and_threads():
 def test_graph_rmsprop_self_check_detects_wrong_arithmetic():
     """The first-use check that guards graph-mode RMSprop is able to fail: the textbook
     arithmetic (no Grappler rewrites) does not give Keras' graph-mode bits."""
-    assert _grappler.verified("float32", True, True, True)
-    assert not _grappler._compare("float32", True, False, False)
-    assert not _grappler._compare("float32", True, True, False)
+    assert _grappler.verified(pk.RMSprop, "float32", True, True, True)
+    assert not _grappler._compare(pk.RMSprop, "float32", True, False, False)
+    assert not _grappler._compare(pk.RMSprop, "float32", True, True, False)
 
 
 # --- API, serialization, build ---------------------------------------------------------------

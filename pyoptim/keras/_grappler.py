@@ -147,10 +147,11 @@ def _step_function(opt, var):
     return step
 
 
-def _compare(dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
+def _compare(candidate: type, dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
+    """A few ``tf.function`` steps of keras.optimizers.RMSprop and of ``candidate`` (pyoptim's
+    RMSprop class, passed in so that this module needs no optimizer class) with the rewrites
+    forced to ``(rsqrt, eps_first)``: the same bits in the variable and every slot?"""
     import keras
-
-    from .optimizers import RMSprop
 
     _local.active = True
     _local.forced = (rsqrt, eps_first)
@@ -161,7 +162,7 @@ def _compare(dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
         grads = [tf.constant((rng.standard_normal(n) * s).astype(dtype)) for s in (1.0, 0.1, 3.0)]
         kwargs = dict(learning_rate=0.01, rho=0.9, momentum=0.5, centered=centered)
         results = []
-        for cls in (keras.optimizers.RMSprop, RMSprop):
+        for cls in (keras.optimizers.RMSprop, candidate):
             opt = cls(**kwargs)
             var = keras.Variable(start.copy(), dtype=dtype)
             opt.build([var])
@@ -169,7 +170,7 @@ def _compare(dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
             step = _step_function(opt, var)
             for g in grads:
                 step(g)
-            if cls is RMSprop:
+            if cls is candidate:
                 counts = opt.path_counts()
                 if counts["fast"] == 0 or counts["fallback"] != 0:
                     return False
@@ -180,10 +181,10 @@ def _compare(dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
         _local.forced = None
 
 
-def verified(dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
-    """Whether the op with these rewrites gives keras.optimizers.RMSprop's graph-mode bits here
-    (checked once per variant and process, on a separate thread so that the caller's graph,
-    device and distribution scopes do not apply)."""
+def verified(candidate: type, dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
+    """Whether the op with these rewrites (run by ``candidate``, pyoptim's RMSprop class) gives
+    keras.optimizers.RMSprop's graph-mode bits here (checked once per variant and process, on a
+    separate thread so that the caller's graph, device and distribution scopes do not apply)."""
     key = (dtype, centered, rsqrt, eps_first)
     with _lock:
         if key in _verified:
@@ -192,7 +193,7 @@ def verified(dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
 
     def run() -> None:
         try:
-            outcome["ok"] = _compare(dtype, centered, rsqrt, eps_first)
+            outcome["ok"] = _compare(candidate, dtype, centered, rsqrt, eps_first)
         except Exception as exc:  # noqa: BLE001 - any failure: use Keras' code
             outcome["ok"] = False
             outcome["error"] = exc

@@ -553,7 +553,7 @@ class RMSprop(_FastPathMixin, keras.optimizers.RMSprop):
         rsqrt_mul, epsilon_first = rewrites
         if not (rsqrt_mul or epsilon_first) or _grappler.in_self_test():
             return None
-        if _grappler.verified(dtype.name, bool(self.centered), rsqrt_mul, epsilon_first):
+        if _grappler.verified(RMSprop, dtype.name, bool(self.centered), rsqrt_mul, epsilon_first):
             return None
         return ("the op could not reproduce keras.optimizers.RMSprop's graph-mode arithmetic "
                 "(Grappler's rsqrt rewrite) with this TensorFlow on this CPU")
