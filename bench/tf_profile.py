@@ -4,8 +4,8 @@ classes TensorFlow ships (``tensorflow.tsl.profiler.protobuf.xplane_pb2``).
 
 :func:`profile_fit` runs ``model.fit`` under the profiler and returns, per step, the wall time
 of the compiled train function and the time each op type ran on TensorFlow's compute threads
-(events named ``<op name>:<op type>``; an op split over several threads counts once per
-thread that ran it).
+(events named ``<op name>:<op type>``, not the executor's own ``Class::Method`` events; an op
+that splits its work over the thread pool counts once, with the wall time of its ``Compute``).
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def profile_fit(model: Any, x: Any, y: Any, batch_size: int, epochs: int = 2) ->
         for line in plane.lines:
             for event in line.events:
                 name = names[event.metadata_id].name
-                if line.name.startswith("tf_Compute") and ":" in name:
+                if line.name.startswith("tf_Compute") and ":" in name and "::" not in name:
                     op_ps[name.rsplit(":", 1)[1]] += event.duration_ps
                 elif name.startswith("EagerLocalExecute: __inference_multi_step_on_iterator"):
                     function_ps += event.duration_ps
