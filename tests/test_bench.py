@@ -641,3 +641,25 @@ def test_quant_codes_power_code_values():
         y = x if signed else np.abs(x)
         assert qc.roundtrip_dynamic(y, 32, signed, maps[signed])[0] == 1.0
         assert qc.roundtrip_linear(y, 32, signed)[0] == 1.0
+
+
+def test_step_profile_quick(tmp_path):
+    """bench/step_profile.py on the quick pipeline model with Adam: TensorFlow's profile is read
+    (bench/tf_profile.py), pyoptim's step ran its op and the floor's ran none, and the breakdown
+    adds up (the train functions' gap = the op + the other ops + the rest)."""
+    out = tmp_path / "profile.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "step_profile.py"), "--quick", "--models", "pipeline",
+                           "--optimizers", "adam", "--rounds", "2", "--profile-epochs", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert (cell["model"], cell["optimizer"]) == ("pipeline", "adam")
+    mine, floor = cell["profiles"]["pyoptim.keras"], cell["profiles"]["keras.no_update"]
+    assert mine["steps"] == floor["steps"] == 32  # 1000 rows, batch 32, one epoch
+    assert mine["op_ms"]["PyoptimApplyAdam"] > 0 and cell["kernel_by_op"] == {"PyoptimApplyAdam": mine["op_ms"]["PyoptimApplyAdam"]}
+    assert not any(op.startswith("PyoptimApply") for op in floor["op_ms"])
+    assert mine["train_function_ms"] > 0 and floor["train_function_ms"] > 0
+    assert math.isclose(cell["function_gap_ms"],
+                        cell["kernel_ms"] + cell["other_ops_ms"] + cell["unaccounted_ms"], abs_tol=1e-9)
+    assert all(ms > 0 for ms in cell["other_ops_by_type"].values())
+    assert cell["step_over_floor"] > 0 and "pipeline    adam" in proc.stdout
