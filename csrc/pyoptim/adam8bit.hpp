@@ -107,11 +107,6 @@ inline void block_scale(T absmax, bool finite, T* scale, T* inv) {
   *inv = (finite && r <= std::numeric_limits<T>::max()) ? r : T(0);
 }
 
-template <class T>
-inline bool is_finite_abs(T a) {  // a = |x|; false for NaN and infinity
-  return a <= std::numeric_limits<T>::max();
-}
-
 // Elements [b, e) of one tensor, one block: b is a multiple of the block size, e - b <= it.
 // `blk` indexes the block's scales.  mb, vb (and hb, AMSGrad): kMaxQuantBlock scratch values
 // each.  Four plain loops, each over one element type, so that the compiler uses the widest
@@ -128,7 +123,10 @@ inline void adam8bit_block(P* PYOPTIM_RESTRICT p, const G& grad, std::int8_t* PY
   const T scale_m = sm[blk], scale_v = sv[blk], scale_vh = kAmsgrad ? svh[blk] : T(0);
   const index_t len = e - b;
   T am = T(0), av = T(0), avh = T(0);
-  int bad = 0;
+  // +0 while every new value is finite, NaN once one is not (x - x is +0 for a finite x, NaN
+  // for an infinity or a NaN; an order-free sum, so that the loop has no flag to branch on and
+  // stays vectorised with AMSGrad's maximum too).
+  T nonfinite = T(0);
   // 0. dequantise into the scratch buffers
 #pragma omp simd
   for (index_t j = 0; j < len; ++j) {
@@ -138,7 +136,7 @@ inline void adam8bit_block(P* PYOPTIM_RESTRICT p, const G& grad, std::int8_t* PY
   }
   // 1. Adam's update, the parameter from the new unquantised m and v (or v_hat); keep m and
   //    sqrt(v) (sqrt(v_hat)) for the encoding and the block's largest values
-#pragma omp simd reduction(max : am, av, avh) reduction(| : bad)
+#pragma omp simd reduction(max : am, av, avh) reduction(+ : nonfinite)
   for (index_t j = 0; j < len; ++j) {
     const index_t i = b + j;
     T pi = load<T>(p[i]);
@@ -150,13 +148,13 @@ inline void adam8bit_block(P* PYOPTIM_RESTRICT p, const G& grad, std::int8_t* PY
     const T ami = std::abs(mi), avi = std::abs(vi);
     am = ami > am ? ami : am;
     av = avi > av ? avi : av;
-    bad |= static_cast<int>(!is_finite_abs(ami)) | static_cast<int>(!is_finite_abs(avi));
+    nonfinite += (ami - ami) + (avi - avi);
     T root = std::sqrt(vi);
     if constexpr (kAmsgrad) {
       const T vh = max_propagate_nan(hb[j], vi);
       const T avhi = std::abs(vh);
       avh = avhi > avh ? avhi : avh;
-      bad |= static_cast<int>(!is_finite_abs(avhi));
+      nonfinite += avhi - avhi;
       hb[j] = std::sqrt(vh);
       p[i] = store<P>(pi - (mi * alpha) / (hb[j] + eps));
     } else {
@@ -166,7 +164,7 @@ inline void adam8bit_block(P* PYOPTIM_RESTRICT p, const G& grad, std::int8_t* PY
     vb[j] = root;
   }
   // 2. the block's new scales
-  const bool finite = bad == 0;
+  const bool finite = nonfinite == T(0);
   T inv_m, inv_v, inv_vh = T(0);
   block_scale(am, finite, &sm[blk], &inv_m);
   block_scale(av, finite, &sv[blk], &inv_v);
