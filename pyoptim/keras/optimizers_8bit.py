@@ -60,8 +60,8 @@ from keras import ops
 
 from ..optimizers_8bit import _block_size_arg, _min_8bit_size_arg  # one set of checks: NumPy's
 from . import _loader
-from .optimizers import (_FAST_DTYPES, _constant, _FastPathMixin, _gradient_operands, _operand,
-                         _tf_variable)
+from .optimizers import (_FAST_DTYPES, _constant, _FastPathMixin, _gradient_barrier,
+                         _gradient_operands, _operand, _tf_variable)
 
 def _exact(value: Any, dtype: tf.DType) -> tf.Tensor:
     """A hyperparameter as a scalar of ``dtype``: a Python number rounded once from the double
@@ -253,22 +253,31 @@ class _Adam8bitBase(_FastPathMixin):
             def pick(items, positions=positions):
                 return [items[i] for i in positions]
 
+            # Each of the two ops also waits for the other one's gradients (graph mode), as the
+            # pipeline makes every op wait for the gradients it does not take
+            # (_gradient_barrier): the float op's variables (a Dense kernel) are still read by
+            # the backward pass that computes the 8-bit variables' gradients (an Embedding's),
+            # and updating them before that read ends makes TensorFlow copy them first.
+            others = [g for i, g in enumerate(grads) if quantized[i] != eight_bit]
+            barrier = _gradient_barrier(tf.distribute.get_strategy(), others, self._barrier_member)
+
             values, indices, sparse = _gradient_operands(pick(grads), dtype)
             common = dict(alpha=alpha, one_minus_beta_1=one_minus_beta_1,
                           one_minus_beta_2=one_minus_beta_2, epsilon=epsilon, learning_rate=lr,
                           weight_decay=wd, grad=values, indices=indices, sparse=sparse,
                           decay=pick(decay))
             var, m, v = pick(handles[0]), pick(handles[1]), pick(handles[2])
-            if eight_bit:
-                results.append(op.pyoptim_apply_adam8bit(
-                    var=var, m=m, v=v, v_hat=pick(handles[5]) if amsgrad else [],
-                    m_scale=pick(handles[3]), v_scale=pick(handles[4]),
-                    v_hat_scale=pick(handles[6]) if amsgrad else [],
-                    block_size=self._block_size, **common))
-            else:
-                results.append(op.pyoptim_apply_adam(
-                    var=var, m=m, v=v, v_hat=pick(handles[5]) if amsgrad else [], lazy=False,
-                    **common))
+            with tf.control_dependencies(barrier):
+                if eight_bit:
+                    results.append(op.pyoptim_apply_adam8bit(
+                        var=var, m=m, v=v, v_hat=pick(handles[5]) if amsgrad else [],
+                        m_scale=pick(handles[3]), v_scale=pick(handles[4]),
+                        v_hat_scale=pick(handles[6]) if amsgrad else [],
+                        block_size=self._block_size, **common))
+                else:
+                    results.append(op.pyoptim_apply_adam(
+                        var=var, m=m, v=v, v_hat=pick(handles[5]) if amsgrad else [], lazy=False,
+                        **common))
         return results
 
 
