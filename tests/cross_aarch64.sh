@@ -36,7 +36,9 @@ start=$SECONDS
 
 # The kernel flags of CMakeLists.txt (PYOPTIM_KERNEL_FLAGS) and its per-ISA flags on x86-64,
 # read from its set(PYOPTIM_ISA_FLAGS_<isa> ...) lines.
-KERNEL_FLAGS=(-std=c++17 -O3 -ffp-contract=off -fno-math-errno -fopenmp-simd -fopenmp)
+read -r -a CMAKE_KERNEL_FLAGS < <(sed -n 's/^set(PYOPTIM_KERNEL_FLAGS \(.*\))$/\1/p' "$ROOT/CMakeLists.txt")
+[ "${#CMAKE_KERNEL_FLAGS[@]}" -gt 0 ] || { echo "cross_aarch64: cannot read PYOPTIM_KERNEL_FLAGS of CMakeLists.txt" >&2; exit 2; }
+KERNEL_FLAGS=(-std=c++17 "${CMAKE_KERNEL_FLAGS[@]}" -fopenmp)
 declare -A ISA_FLAGS=()
 while read -r isa flags; do
   ISA_FLAGS[$isa]="${flags//\"/}"
@@ -69,7 +71,7 @@ fi
 echo "== 2. the TensorFlow op for aarch64 (TensorFlow's headers, no instruction-set flag)"
 if TF_FLAGS=$("$PY" -c "import tensorflow as tf; print(' '.join(tf.sysconfig.get_compile_flags()))" 2> /dev/null); then
   # shellcheck disable=SC2086
-  "$A64_CXX" -std=c++17 -O3 -ffp-contract=off -fno-math-errno -fopenmp-simd -fPIC -w \
+  "$A64_CXX" -std=c++17 "${CMAKE_KERNEL_FLAGS[@]}" -fPIC -w \
     -DPYOPTIM_ISA=pyoptim_tf_baseline -I"$ROOT/csrc" $TF_FLAGS \
     -c "$ROOT/pyoptim/keras/_op/pyoptim_tf_ops.cc" -o "$WORK/a64_op.o"
   file "$WORK/a64_op.o" | sed "s|$WORK/||"

@@ -93,13 +93,19 @@ def _own_instructions(library: Path) -> List[str]:
     return own
 
 
-def test_isa_flags_are_written_once():
-    """Each instruction set's flags come from CMakeLists.txt alone: the NumPy core reports the
-    ones it was built with, the op compiles with them (plus TensorFlow's -mfma), and
-    tests/cross_aarch64.sh's reading of CMakeLists.txt finds the same."""
+def test_compiler_flags_are_written_once():
+    """The kernel flags and each instruction set's flags come from CMakeLists.txt alone: the
+    NumPy core reports the ones it was built with, the op compiles with them (plus -DNDEBUG, and
+    TensorFlow's -mfma for AVX-512), and tests/cross_aarch64.sh's reading of CMakeLists.txt
+    finds the same."""
     cfg = pyoptim.config.config()
     assert list(cfg["isa_flags"]) == cfg["isas_built"]
     cmake = (Path(__file__).resolve().parents[1] / "CMakeLists.txt").read_text()
+    (kernel,) = re.findall(r"^set\(PYOPTIM_KERNEL_FLAGS (.*)\)$", cmake, re.M)
+    assert cfg["kernel_flags"].split() == kernel.split()
+    assert _build.kernel_flags() == kernel.split() + ["-DNDEBUG"]
+    assert {"-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"} <= set(kernel.split())
+    assert not any("fast-math" in flag or "finite-math" in flag for flag in kernel.split())
     written = {m.group(1): m.group(2).replace('"', "").split()
                for m in re.finditer(r"^set\(PYOPTIM_ISA_FLAGS_([a-z][a-z0-9]*) *(.*)\)$", cmake, re.M)}
     for isa in cfg["isas_built"]:

@@ -312,7 +312,7 @@ def test_sparse_pass_fuzz_under_each_isa(isa, tmp_path):
     set this CPU runs, equals a scalar transcription of Keras' semantics in every element
     (tests/sanitize.sh runs it under AddressSanitizer + UBSan too)."""
     exe = tmp_path / "sparse_fuzz"
-    build = subprocess.run(_build.compiler() + ["-std=c++17"] + _build._KERNEL_FLAGS
+    build = subprocess.run(_build.compiler() + ["-std=c++17"] + _build.kernel_flags()
                            + _build.isa_flags(isa) + [f"-I{ROOT / 'csrc'}",
                                                        f"-I{ROOT / 'pyoptim' / 'keras' / '_op'}",
                                                        str(ROOT / "tests" / "cross" / "sparse_fuzz.cpp"),

@@ -21,9 +21,10 @@
 // Rules for every kernel loop, so that results equal Keras' to the bit:
 //  * the arithmetic is written in the order Keras writes it (one rounding per
 //    operation, no reassociation);
-//  * the translation units are compiled with -ffp-contract=off (no FMA) and
-//    -fno-math-errno (sqrt becomes an instruction and the loop vectorises),
-//    never with fast-math options;
+//  * the translation units are compiled with -ffp-contract=off (no FMA),
+//    -fno-math-errno (sqrt becomes an instruction and the loop vectorises) and
+//    -fno-trapping-math (comparisons may be if-converted), never with the
+//    fast-math options that change values;
 //  * one loop serves the SIMD body and the scalar tail, so an element's result
 //    never depends on the length of the array, its alignment or the thread that
 //    runs it.

@@ -13,8 +13,8 @@ later processes report it without compiling again; ``build(force=True)`` (``pyth
 build --force``) tries again.
 
 Flags: TensorFlow's own (``tf.sysconfig.get_compile_flags()`` / ``get_link_flags()``), C++17,
-``-O3 -ffp-contract=off -fno-math-errno`` (never ``-ffast-math``: results must equal Keras' to the
-bit) and the vector instruction set the NumPy core uses on this CPU (``pyoptim.get_isa()``).
+the NumPy core's kernel flags (``-O3 -ffp-contract=off -fno-math-errno -fno-trapping-math``; never
+``-ffast-math``: results must equal Keras' to the bit) and the vector instruction set the NumPy core uses on this CPU (``pyoptim.get_isa()``).
 """
 from __future__ import annotations
 
@@ -42,7 +42,14 @@ _SOURCE = Path(__file__).resolve().parent / "_op" / "pyoptim_tf_ops.cc"
 # multiply and an add of ours into one, so the kernels round exactly as without it
 # (tests/test_portable.py disassembles them to check).
 _TF_EXTRA_FLAGS: Dict[str, List[str]] = {"avx512": ["-mfma"]}
-_KERNEL_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fopenmp-simd", "-DNDEBUG"]
+
+
+def kernel_flags() -> List[str]:
+    """The kernels' compiler flags: the NumPy core's (CMakeLists.txt, through
+    ``pyoptim.config.config()["kernel_flags"]``: ``-O3 -ffp-contract=off -fno-math-errno
+    -fno-trapping-math -fopenmp-simd``) and ``-DNDEBUG``."""
+    return pyoptim.config.config()["kernel_flags"].split() + ["-DNDEBUG"]
+
 
 _thread_lock = threading.Lock()
 
@@ -146,7 +153,7 @@ def command(isa: str, output: Path) -> List[str]:
     return (
         cxx
         + ["-shared", "-fPIC", "-w"]
-        + _KERNEL_FLAGS
+        + kernel_flags()
         + isa_flags(isa)
         # A namespace of its own for the kernel copies in this library (see common.hpp).
         + [f"-DPYOPTIM_ISA=pyoptim_tf_{isa}", f"-I{include_dir()}"]

@@ -20,7 +20,8 @@
 // the element-wise results equal keras.optimizers to the bit.
 //
 // Built on first use by pyoptim/keras/_build.py against the installed TensorFlow,
-// with -O3 -ffp-contract=off -fno-math-errno (never -ffast-math).
+// with the NumPy core's kernel flags (-O3 -ffp-contract=off -fno-math-errno -fno-trapping-math;
+// never -ffast-math).
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
