@@ -237,11 +237,14 @@ def test_sparse_unique_rows_match_numpy_optimizer(mode: str, dtype: str) -> None
 
 
 @pytest.mark.parametrize("mode", ["eager", "function"])
-def test_sparse_repeated_rows_match_reference(mode: str) -> None:
+@pytest.mark.parametrize("rows,block", [(40, 96), (40, 32), (2000, 32)])
+def test_sparse_repeated_rows_match_reference(mode: str, rows: int, block: int) -> None:
     """Repeated, unsorted rows: grad = S(g), grad^2 = S(g * g) in every row (Keras' Adam on a
-    densified IndexedSlices), against reference_8bit's transcription."""
+    densified IndexedSlices), against reference_8bit's transcription.  The op makes the sums block
+    by block: blocks of whole rows (96), rows across block boundaries (32), and a table large
+    enough for the parallel pass (2000 rows)."""
     rng = np.random.default_rng(9)
-    rows, cols, block = 40, 24, 96
+    cols = 24
     init = rng.standard_normal((rows, cols)).astype("float32")
     var = keras.Variable(init)
     opt = pk.Adam8bit(learning_rate=0.002, weight_decay=0.01, block_size=block, min_8bit_size=1)

@@ -860,6 +860,17 @@ class ApplyRmspropOp : public OpKernel {
   std::vector<bool> decay_, sparse_;
 };
 
+// Adam's scalar inputs (alpha ... weight_decay), the first at input `first`.
+template <class T>
+absl::Status ReadAdamCoeffs(OpKernelContext* ctx, int first, pyoptim::AdamCoeffs<T>* c) {
+  return ReadScalars<T>(ctx, first, {{"alpha", &c->alpha},
+                                     {"one_minus_beta_1", &c->one_minus_beta_1},
+                                     {"one_minus_beta_2", &c->one_minus_beta_2},
+                                     {"epsilon", &c->epsilon},
+                                     {"learning_rate", &c->lr},
+                                     {"weight_decay", &c->weight_decay}});
+}
+
 template <class T>
 class ApplyAdamOp : public OpKernel {
  public:
@@ -876,12 +887,7 @@ class ApplyAdamOp : public OpKernel {
     LockedVariables<T> vars(ctx, nres);
     OP_REQUIRES_OK(ctx, vars.status());
     pyoptim::AdamCoeffs<T> c{};
-    OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, nres, {{"alpha", &c.alpha},
-                                                   {"one_minus_beta_1", &c.one_minus_beta_1},
-                                                   {"one_minus_beta_2", &c.one_minus_beta_2},
-                                                   {"epsilon", &c.epsilon},
-                                                   {"learning_rate", &c.lr},
-                                                   {"weight_decay", &c.weight_decay}}));
+    OP_REQUIRES_OK(ctx, ReadAdamCoeffs<T>(ctx, nres, &c));
     std::vector<const T*> g;
     std::vector<std::unique_ptr<SparseGrad<T>>> sg;
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, nres / n_, sparse_, &g, &sg));
@@ -969,36 +975,16 @@ class ApplyAdam8bitOp : public OpKernel {
     OP_REQUIRES_OK(ctx, vars.status());
     OP_REQUIRES_OK(ctx, CheckShapes(vars));
     pyoptim::AdamCoeffs<T> c{};
-    OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, nres, {{"alpha", &c.alpha},
-                                                   {"one_minus_beta_1", &c.one_minus_beta_1},
-                                                   {"one_minus_beta_2", &c.one_minus_beta_2},
-                                                   {"epsilon", &c.epsilon},
-                                                   {"learning_rate", &c.lr},
-                                                   {"weight_decay", &c.weight_decay}}));
+    OP_REQUIRES_OK(ctx, ReadAdamCoeffs<T>(ctx, nres, &c));
     std::vector<const T*> g;
     std::vector<std::unique_ptr<SparseGrad<T>>> sg;
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, nres + 6, n_, 1, sparse_, &g, &sg));
-    // A sparse gradient, densified as Keras densifies it: S(g) and S(g * g) in two temporary
-    // buffers of the table's size (+0.0 in the rows no slice hits).
-    std::vector<Tensor> sums(2 * n_);
-    std::vector<const T*> g2(n_, nullptr);
     std::vector<index_t> sizes(n_);
-    for (int k = 0; k < n_; ++k) {
-      sizes[k] = vars.tensor(k).NumElements();
-      if (!sg[k]) continue;
-      for (int j = 0; j < 2; ++j) {
-        OP_REQUIRES_OK(ctx, ctx->allocate_temp(dt, TensorShape({sizes[k]}), &sums[2 * k + j]));
-      }
-      T* s1 = sums[2 * k].flat<T>().data();
-      T* s2 = sums[2 * k + 1].flat<T>().data();
-      Densify(*sg[k], s1, s2);
-      g[k] = s1;
-      g2[k] = s2;
-    }
+    for (int k = 0; k < n_; ++k) sizes[k] = vars.tensor(k).NumElements();
     if (a) {
-      Run<true>(ctx, vars, g, g2, sizes, c);
+      Run<true>(ctx, vars, g, sg, sizes, c);
     } else {
-      Run<false>(ctx, vars, g, g2, sizes, c);
+      Run<false>(ctx, vars, g, sg, sizes, c);
     }
     Count(kAdam8bit, n_);
   }
@@ -1050,25 +1036,9 @@ class ApplyAdam8bitOp : public OpKernel {
     return absl::OkStatus();
   }
 
-  // S(g) and S(g * g) of a sparse gradient over its whole [rows, cols] table.
-  static void Densify(const SparseGrad<T>& s, T* sum, T* sum2) {
-    const index_t n = s.rows * s.cols;
-    std::fill(sum, sum + n, T(0));
-    std::fill(sum2, sum2 + n, T(0));
-    for (index_t j = 0; j < s.hit_rows(); ++j) {
-      const index_t off = s.row[j] * s.cols;
-      s.RowSums(
-          j, 0, s.cols, [](T x) { return x; }, [](T x) { return x * x; },
-          [&](index_t b, index_t e, const T* s1, const T* s2) {
-            std::copy(s1, s1 + (e - b), sum + off + b);
-            std::copy(s2, s2 + (e - b), sum2 + off + b);
-          });
-    }
-  }
-
   template <bool kAmsgrad>
   void Run(OpKernelContext* ctx, LockedResources& vars, const std::vector<const T*>& g,
-           const std::vector<const T*>& g2, const std::vector<index_t>& sizes,
+           const std::vector<std::unique_ptr<SparseGrad<T>>>& sg, const std::vector<index_t>& sizes,
            const pyoptim::AdamCoeffs<T>& c) {
     const int n = n_, a = num_amsgrad_;
     const index_t block = block_;
@@ -1080,15 +1050,47 @@ class ApplyAdam8bitOp : public OpKernel {
       T* sm = vars.template data<T>(3 * n + a + k);
       T* sv = vars.template data<T>(4 * n + a + k);
       T* svh = kAmsgrad ? vars.template data<T>(5 * n + a + k) : nullptr;
-      if (g2[k] == nullptr) {
+      if (!sg[k]) {
         Blocks<kAmsgrad>(decay_[k], p, pyoptim::DenseGrad<T>{g[k]}, qm, qv, qvh, sm, sv, svh,
                          sizes[k], block, blo, bhi, c);
-      } else {
-        Blocks<kAmsgrad>(decay_[k], p, pyoptim::SummedGrad<T>{g[k], g2[k]}, qm, qv, qvh, sm, sv,
-                         svh, sizes[k], block, blo, bhi, c);
+        return;
+      }
+      // A sparse gradient as Keras densifies it, S(g) and S(g * g) (+0.0 in the rows no slice
+      // hits), made one block at a time on the thread that updates the block.
+      const SparseGrad<T>& s = *sg[k];
+      std::vector<T> sums(2 * block);
+      T* s1 = sums.data();
+      T* s2 = s1 + block;
+      for (index_t blk = blo; blk < bhi; ++blk) {
+        const index_t b = blk * block, e = std::min(b + block, sizes[k]);
+        s.Walk(
+            b, e,
+            [&](index_t lo, index_t hi) {
+              std::fill(s1 + (lo - b), s1 + (hi - b), T(0));
+              std::fill(s2 + (lo - b), s2 + (hi - b), T(0));
+            },
+            [&](index_t j, index_t off, index_t lo, index_t hi) {
+              s.RowSums(
+                  j, lo, hi, [](T x) { return x; }, [](T x) { return x * x; },
+                  [&](index_t cb, index_t ce, const T* r1, const T* r2) {
+                    std::copy(r1, r1 + (ce - cb), s1 + (off + cb - b));
+                    std::copy(r2, r2 + (ce - cb), s2 + (off + cb - b));
+                  });
+            });
+        Blocks<kAmsgrad>(decay_[k], p, BlockSums{s1, s2, b}, qm, qv, qvh, sm, sv, svh, sizes[k],
+                         block, blk, blk + 1, c);
       }
     });
   }
+
+  // S(g) and S(g * g) of one block whose first element is `base`: element i at [i - base].
+  struct BlockSums {
+    const T* g;
+    const T* g2;
+    index_t base;
+    T operator()(index_t i) const { return g[i - base]; }
+    T square(index_t i, T) const { return g2[i - base]; }
+  };
 
   template <bool kAmsgrad, class G>
   static void Blocks(bool decay, T* p, const G& grad, std::int8_t* qm, std::uint8_t* qv,
