@@ -4,6 +4,8 @@
 #include "pyoptim/parallel.hpp"
 #include "pyoptim/segments.hpp"
 
+#include <utility>
+
 #define PYOPTIM_STR2(x) #x
 #define PYOPTIM_STR(x) PYOPTIM_STR2(x)
 
@@ -112,6 +114,36 @@ void adam8bit(const QuantSegment* s, std::size_t n, int threads, const AdamCoeff
   }
 }
 
+// The element-wise kernels (elementwise.hpp): slots s[0..2], dense gradient terms.
+template <class K, class T, class P, int kVariant, bool kDecay>
+void elementwise_run(const Segment* s, std::size_t n, int threads, const ElementwiseCoeffs<T>& c) {
+  for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
+    elementwise_loop<K, T, kVariant, kDecay, P>(
+        static_cast<P*>(seg.p), DenseTerms<K, T, P>(static_cast<const P*>(seg.g), c.c),
+        static_cast<T*>(seg.s[0]), static_cast<T*>(seg.s[1]), static_cast<T*>(seg.s[2]), b, e, c);
+  });
+}
+
+template <class K, class T, class P, int... kV>
+void elementwise_variant(const Segment* s, std::size_t n, int threads,
+                         const ElementwiseCoeffs<T>& c, int variant, bool decay,
+                         std::integer_sequence<int, kV...>) {
+  (void)((variant == kV
+              ? ((decay ? elementwise_run<K, T, P, kV, true>(s, n, threads, c)
+                        : elementwise_run<K, T, P, kV, false>(s, n, threads, c)),
+                 true)
+              : false) ||
+         ...);
+}
+
+// variant: in [0, K::kVariants) (checked by the binding).
+template <class K, class T, class P = T>
+void elementwise(const Segment* s, std::size_t n, int threads, const ElementwiseCoeffs<T>& c,
+                 int variant, bool decay) {
+  elementwise_variant<K, T, P>(s, n, threads, c, variant, decay,
+                               std::make_integer_sequence<int, K::kVariants>{});
+}
+
 }  // namespace
 
 const KernelTable& kernel_table() {
@@ -120,7 +152,15 @@ const KernelTable& kernel_table() {
       &sgd<float>,     &sgd<float, Float16>,     &sgd<float, BFloat16>,     &sgd<double>,
       &rmsprop<float>, &rmsprop<float, Float16>, &rmsprop<float, BFloat16>, &rmsprop<double>,
       &adam<float>,    &adam<float, Float16>,    &adam<float, BFloat16>,    &adam<double>,
-      &adam8bit<float>, &adam8bit<float, Float16>, &adam8bit<float, BFloat16>, &adam8bit<double>};
+      &adam8bit<float>, &adam8bit<float, Float16>, &adam8bit<float, BFloat16>, &adam8bit<double>,
+      {
+#define PYOPTIM_ELEMENTWISE_ENTRY(K)                                                             \
+  ElementwiseEntry{K::kName,          K::kSlots,                    K::kCoeffs,                \
+                   K::kVariants,      &elementwise<K, float>,       &elementwise<K, float, Float16>, \
+                   &elementwise<K, float, BFloat16>, &elementwise<K, double>},
+          PYOPTIM_ELEMENTWISE_KERNELS(PYOPTIM_ELEMENTWISE_ENTRY)
+#undef PYOPTIM_ELEMENTWISE_ENTRY
+      }};
   return table;
 }
 

@@ -435,6 +435,136 @@ void adam8bit_multi(py::object params, py::object grads, py::object m_codes, py:
   run_quant_groups(c, true, h, block, false);
 }
 
+// ---------------------------------------------------------------- element-wise kernels
+// One generic entry for every kernel of PYOPTIM_ELEMENTWISE_KERNELS (elementwise.hpp): the
+// caller (pyoptim.optimizers_elementwise) computes the kernel's K::kCoeffs coefficients per
+// dtype with Keras' scalar operations; this binding checks every argument, then runs the
+// kernel's table entry on every dtype group, the GIL released.
+
+const ElementwiseEntry& elementwise_entry(py::handle kernel) {
+  if (!PyUnicode_Check(kernel.ptr()))
+    throw py::type_error(std::string("kernel must be a str naming an element-wise kernel, got ") +
+                         Py_TYPE(kernel.ptr())->tp_name);
+  const std::string name = py::str(kernel).cast<std::string>();
+  std::string known;
+  for (const auto& e : active_kernels().elementwise) {
+    if (name == e.name) return e;
+    known += (known.empty() ? "" : ", ") + std::string(e.name);
+  }
+  throw py::value_error("unknown element-wise kernel '" + name + "' (known: " + known + ")");
+}
+
+// None (-> empty) or a list/tuple of `count` real numbers, each rounded once to T.
+template <class T>
+std::vector<T> coefficient_list(py::handle seq, const char* name, int count,
+                                const char* kernel) {
+  std::vector<T> out;
+  if (seq.is_none()) return out;
+  if (!PyList_Check(seq.ptr()) && !PyTuple_Check(seq.ptr()))
+    throw py::type_error(std::string(name) + " must be None or a list or tuple of " +
+                         std::to_string(count) + " real numbers, got " + Py_TYPE(seq.ptr())->tp_name);
+  const py::tuple t = as_tuple(seq, name);
+  if (static_cast<int>(t.size()) != count)
+    throw py::value_error(std::string(name) + " has " + std::to_string(t.size()) +
+                          " values but kernel '" + kernel + "' takes " + std::to_string(count));
+  out.reserve(static_cast<std::size_t>(count));
+  for (Py_ssize_t i = 0; i < static_cast<Py_ssize_t>(count); ++i) {
+    const std::string item = std::string(name) + "[" + std::to_string(i) + "]";
+    out.push_back(static_cast<T>(real_arg(t[i], item.c_str())));
+  }
+  return out;
+}
+
+// None (no weight decay) or (weight_decay, learning_rate): Keras' p = p - p * wd * lr.
+template <class T>
+bool decay_pair(py::handle pair, const char* name, T* wd, T* lr) {
+  if (pair.is_none()) return false;
+  if ((!PyList_Check(pair.ptr()) && !PyTuple_Check(pair.ptr())) || py::len(pair) != 2)
+    throw py::type_error(std::string(name) +
+                         " must be None or a pair (weight_decay, learning_rate), got " +
+                         py::str(py::repr(pair)).cast<std::string>());
+  const py::tuple t = as_tuple(pair, name);
+  const std::string n0 = std::string(name) + "[0]", n1 = std::string(name) + "[1]";
+  *wd = static_cast<T>(finite_arg(t[0], n0.c_str()));
+  *lr = static_cast<T>(real_arg(t[1], n1.c_str()));
+  return true;
+}
+
+int variant_arg(py::handle value, int variants) {
+  PyObject* v = value.ptr();
+  if (PyFloat_Check(v) || PyBool_Check(v) || !PyIndex_Check(v))
+    throw py::type_error(std::string("variant must be an int, got ") + Py_TYPE(v)->tp_name);
+  const long long x = PyLong_AsLongLong(v);
+  if (x == -1 && PyErr_Occurred()) PyErr_Clear();
+  else if (x >= 0 && x < variants) return static_cast<int>(x);
+  throw py::value_error("variant must be in [0, " + std::to_string(variants) + "), got " +
+                        py::str(py::repr(value)).cast<std::string>());
+}
+
+void elementwise_multi(py::object kernel, py::object params, py::object grads, py::object slots,
+                       py::object coefficients_f32, py::object coefficients_f64,
+                       py::object decay_f32, py::object decay_f64, py::object no_decay,
+                       py::object variant) {
+  const ElementwiseEntry& e = elementwise_entry(kernel);
+  static const char* const kSlotNames[3] = {"slots[0]", "slots[1]", "slots[2]"};
+  if (!PyList_Check(slots.ptr()) && !PyTuple_Check(slots.ptr()))
+    throw py::type_error(std::string("slots must be a list of ") + std::to_string(e.slots) +
+                         " lists of numpy arrays (one per slot of kernel '" + e.name + "'), got " +
+                         Py_TYPE(slots.ptr())->tp_name);
+  const py::tuple slot_lists = as_tuple(slots, "slots");
+  if (static_cast<int>(slot_lists.size()) != e.slots)
+    throw py::value_error("slots has " + std::to_string(slot_lists.size()) + " lists but kernel '" +
+                          e.name + "' has " + std::to_string(e.slots) + " slot" +
+                          (e.slots == 1 ? "" : "s"));
+  const int v = variant_arg(variant, e.variants);
+  const std::vector<float> c32 = coefficient_list<float>(coefficients_f32, "coefficients_f32", e.coeffs, e.name);
+  const std::vector<double> c64 = coefficient_list<double>(coefficients_f64, "coefficients_f64", e.coeffs, e.name);
+  ElementwiseCoeffs<float> k32{c32.data(), 0.0f, 0.0f};
+  ElementwiseCoeffs<double> k64{c64.data(), 0.0, 0.0};
+  const bool d32 = decay_pair(decay_f32, "decay_f32", &k32.weight_decay, &k32.decay_lr);
+  const bool d64 = decay_pair(decay_f64, "decay_f64", &k64.weight_decay, &k64.decay_lr);
+
+  MultiArgs a{as_tuple(params, "params"), as_tuple(grads, "grads"), {}, {}};
+  const auto n = a.params.size();
+  if (a.grads.size() != n)
+    throw py::value_error("grads has " + std::to_string(a.grads.size()) + " arrays but params has " +
+                          std::to_string(n));
+  for (int k = 0; k < e.slots; ++k) {
+    py::tuple t = as_tuple(slot_lists[k], kSlotNames[k]);
+    if (t.size() != n)
+      throw py::value_error(std::string(kSlotNames[k]) + " has " + std::to_string(t.size()) +
+                            " arrays but params has " + std::to_string(n));
+    a.states.push_back(std::move(t));
+    a.names.push_back(kSlotNames[k]);
+  }
+  CallChecker c;
+  check_all(a, c, no_decay);
+  const auto present = [&](DType d) { return !c.segments(d).empty() || !c.segments(d, true).empty(); };
+  if (c32.empty() && (present(DType::kFloat32) || present(DType::kFloat16) || present(DType::kBFloat16)))
+    throw py::value_error("coefficients_f32 is None but a float32, float16 or bfloat16 parameter has a gradient");
+  if (c64.empty() && present(DType::kFloat64))
+    throw py::value_error("coefficients_f64 is None but a float64 parameter has a gradient");
+
+  const int threads = g_num_threads;
+  py::gil_scoped_release nogil;
+  for (const bool excluded : {false, true}) {
+    const auto go = [&](DType d, auto fn, const auto& co, bool decay) {
+      const auto& segs = c.segments(d, excluded);
+      if (!segs.empty()) fn(segs.data(), segs.size(), threads, co, v, decay && !excluded);
+    };
+    go(DType::kFloat32, e.f32, k32, d32);
+    go(DType::kFloat64, e.f64, k64, d64);
+    go(DType::kFloat16, e.f16, k32, d32);
+    go(DType::kBFloat16, e.bf16, k32, d32);
+  }
+}
+
+py::list elementwise_kernels() {
+  py::list out;
+  for (const auto& e : active_kernels().elementwise) out.append(e.name);
+  return out;
+}
+
 // ---------------------------------------------------------------- configuration
 
 int max_threads() {
@@ -485,6 +615,16 @@ py::dict build_info() {
   d["isa_flags"] = PYOPTIM_ISA_FLAGS;  // "name=flags|name=flags" (CMakeLists.txt)
   d["parallel_min_elements"] = kParallelMinElements;
   d["quant_block_sizes"] = py::make_tuple(kMinQuantBlock, kMaxQuantBlock, kQuantBlockMultiple);
+  py::list kernels;
+  for (const auto& e : active_kernels().elementwise) {
+    py::dict x;
+    x["name"] = e.name;
+    x["slots"] = e.slots;
+    x["coefficients"] = e.coeffs;
+    x["variants"] = e.variants;
+    kernels.append(x);
+  }
+  d["elementwise_kernels"] = kernels;
   return d;
 }
 
@@ -552,7 +692,7 @@ using namespace pyoptim;
 PYBIND11_MODULE(_core, m) {
   if (_import_array() < 0) throw py::error_already_set();
   g_num_threads = max_threads();
-  m.doc() = "pyoptim's compiled core: in-place SGD, RMSprop and Adam kernels.";
+  m.doc() = "pyoptim's compiled core: in-place SGD, RMSprop, Adam and element-wise (Lion, Adamax, Nadam) kernels.";
 
   kSgdSig.intern();
   kRmspropSig.intern();
@@ -585,6 +725,26 @@ PYBIND11_MODULE(_core, m) {
         py::arg("step"), py::arg("learning_rate"), py::arg("beta_1"), py::arg("beta_2"),
         py::arg("epsilon"), py::arg("weight_decay"), py::arg("block_size"),
         py::arg("no_decay") = py::none());
+
+  // The element-wise kernels (elementwise.hpp): one generic multi-tensor entry point.
+  m.def("elementwise_multi", &elementwise_multi, py::arg("kernel"), py::arg("params"),
+        py::arg("grads"), py::arg("slots"), py::arg("coefficients_f32"),
+        py::arg("coefficients_f64"), py::arg("decay_f32") = py::none(),
+        py::arg("decay_f64") = py::none(), py::arg("no_decay") = py::none(),
+        py::arg("variant") = 0,
+        R"doc(One step of element-wise kernel `kernel` ('adamax', 'lion', 'nadam': see
+elementwise_kernels()) over every tensor of `params`, in place, in one native call.
+
+slots: a list of the kernel's slot lists (each len(params) arrays, the state dtype:
+float64 for float64 params, else float32).  coefficients_f32 / coefficients_f64: the
+kernel's coefficients (its header's order) for float32/float16/bfloat16 and for float64
+params, each value rounded once to that dtype; None when no param of that dtype has a
+gradient.  decay_f32 / decay_f64: None, or (weight_decay, learning_rate) for Keras'
+p = p - p * weight_decay * learning_rate first.  no_decay: None or a tuple of bools (True:
+no weight decay for that tensor).  A None gradient skips its tensor.  Every argument is
+checked before anything is modified.)doc");
+  m.def("elementwise_kernels", &elementwise_kernels,
+        "Names of the element-wise kernels this build has (elementwise_multi's `kernel`).");
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Use at most n threads for large updates (default: OpenMP's maximum, which honours "

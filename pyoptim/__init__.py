@@ -6,6 +6,9 @@
   a list of arrays in one native call (``opt.apply(grads, params)``); :class:`Adam8bit` and
   :class:`AdamW8bit` keep m and v as 8-bit block-wise codes (a quarter of the state, about
   16 instead of 28 bytes moved per element).
+* NumPy, element-wise kernels: :class:`Lion`, :class:`Adamax`, :class:`Nadam` (and
+  :func:`lion_update`, :func:`adamax_update`, :func:`nadam_update`), bit-identical to
+  ``keras.optimizers`` in float32 and float64.
 * Keras: ``pyoptim.keras.SGD`` / ``RMSprop`` / ``Adam`` (imports TensorFlow).
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ._core import (
 from .config import show_config
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .optimizers_8bit import Adam8bit, AdamW8bit
+from .optimizers_elementwise import Adamax, Lion, Nadam, adamax_update, lion_update, nadam_update
 
 __version__ = "0.1.0"
 
@@ -36,13 +40,19 @@ __all__ = [
     "SGD",
     "Adam",
     "Adam8bit",
+    "Adamax",
     "AdamW",
     "AdamW8bit",
+    "Lion",
+    "Nadam",
     "Optimizer",
     "RMSprop",
     "adam_update",
+    "adamax_update",
     "get_isa",
     "get_num_threads",
+    "lion_update",
+    "nadam_update",
     "rmsprop_update",
     "set_isa",
     "set_num_threads",

@@ -8,7 +8,8 @@ from . import _core
 
 
 def config() -> Dict[str, Any]:
-    """Version, instruction sets (built / run by this CPU / in use), threads, flags (the kernels'
+    """Version, instruction sets (built / run by this CPU / in use), threads, the element-wise
+    kernels (``_core.elementwise_kernels()``: Lion, Adamax, Nadam, ...), flags (the kernels'
     and each instruction set's, ``isa_flags``: name -> flags, as CMakeLists.txt sets them)."""
     from . import __version__
 
@@ -21,6 +22,7 @@ def config() -> Dict[str, Any]:
         "openmp": info["openmp"],
         "num_threads": _core.get_num_threads(),
         "parallel_min_elements": info["parallel_min_elements"],
+        "elementwise_kernels": [k["name"] for k in info["elementwise_kernels"]],
         "compiler": info["compiler"],
         "kernel_flags": info["kernel_flags"],
         "isa_flags": dict(entry.split("=", 1) for entry in info["isa_flags"].split("|")),

@@ -9,6 +9,7 @@
 #include "adam.hpp"
 #include "adam8bit.hpp"
 #include "common.hpp"
+#include "elementwise_kernels.hpp"
 #include "rmsprop.hpp"
 #include "sgd.hpp"
 
@@ -40,6 +41,24 @@ template <class T>
 using QuantKernelFn = void (*)(const QuantSegment*, std::size_t, int, const AdamCoeffs<T>&, index_t,
                                bool, bool);
 
+// The element-wise kernels (elementwise.hpp), one entry per line of PYOPTIM_ELEMENTWISE_KERNELS:
+// f(segments, count, threads, coefficients, variant in [0, variants), decay).  Slots are
+// Segment::s[0 .. slots - 1]; the coefficients' c points to `coeffs` values.
+template <class T>
+using ElementwiseFn = void (*)(const Segment*, std::size_t, int, const ElementwiseCoeffs<T>&, int,
+                               bool);
+
+struct ElementwiseEntry {
+  const char* name;  // K::kName
+  int slots, coeffs, variants;
+  ElementwiseFn<float> f32, f16, bf16;
+  ElementwiseFn<double> f64;
+};
+
+#define PYOPTIM_ELEMENTWISE_ONE(K) +1
+constexpr int kElementwiseCount = 0 PYOPTIM_ELEMENTWISE_KERNELS(PYOPTIM_ELEMENTWISE_ONE);
+#undef PYOPTIM_ELEMENTWISE_ONE
+
 struct KernelTable {
   const char* isa;
   KernelFn<SgdCoeffs<float>, SgdMode, bool> sgd_f32, sgd_f16, sgd_bf16;
@@ -50,6 +69,7 @@ struct KernelTable {
   KernelFn<AdamCoeffs<double>, bool, bool> adam_f64;
   QuantKernelFn<float> adam8bit_f32, adam8bit_f16, adam8bit_bf16;
   QuantKernelFn<double> adam8bit_f64;
+  ElementwiseEntry elementwise[kElementwiseCount];  // in PYOPTIM_ELEMENTWISE_KERNELS' order
 };
 
 }  // namespace pyoptim

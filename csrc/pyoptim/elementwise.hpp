@@ -1,0 +1,154 @@
+// The element-wise optimizers beyond SGD, RMSprop and Adam: one kernel struct per optimizer,
+// each in its own small header (lion.hpp, adamax.hpp, ...), listed once in
+// elementwise_kernels.hpp (PYOPTIM_ELEMENTWISE_KERNELS).  Everything else is generic: the NumPy
+// core's table and bindings (kernels_isa.cpp, module.cpp), the TensorFlow op
+// (PyoptimApplyElementwise) and the Python classes built on them.
+//
+// A kernel struct K gives:
+//
+//   kName       the name the bindings, the op and the Python classes use ("lion");
+//   kSlots      how many state arrays (<= 3), in Keras' slot order;
+//   kCoeffs     how many scalar coefficients (computed once per step by the caller, in the
+//               parameter's dtype, with Keras' operations: e.g. Adamax's 1 - beta_1^t);
+//   kVariants   how many compile-time variants (e.g. Grappler's graph-mode arithmetic);
+//   kTerms      how many gradient terms the update reads (see below);
+//   term<k>(g, c)   gradient term k of one element: Keras' expression of the gradient alone
+//               (g, g * g, g * (1 - beta_1), ...);
+//   update<T, kVariant>(p, terms, i, s0, s1, s2, c)   the new parameter value of element i
+//               (p after weight decay), writing the slots s0[i].. in Keras' operation order;
+//   kSparse, kGraphRsqrt, kTfTail, kTensorNorms   see below.
+//
+// How Keras applies a tf.IndexedSlices gradient (kSparse):
+//   kSummed  every row runs update with summed terms (see below);
+//   kRows    Keras scatters: the kernel's sparse_row(p, s0, s1, s2, slices, count, lo, hi, c)
+//            updates each row present; the other rows change only by weight decay, unless
+//            kSparseUntouched: then by sparse_untouched(p, s0, s1, s2, lo, hi, c) as well.
+// A kernel whose Keras update inside tf.function is rewritten by Grappler from a / sqrt(x) to
+// a * rsqrt(x) says kGraphRsqrt and splits its update at the square root: before_sqrt (returns
+// x, writes the slots it updates before) and after_rsqrt (the new parameter, given r).
+//
+// A kernel that reproduces TensorFlow arithmetic whose result depends on where an element sits
+// (its CPU kernels run 32-byte packets from a tensor's element 0, then scalar code on the last
+// n % P elements: Pow, Minimum and Maximum of ±0 do differ) says kTfTail: its variants come in
+// pairs, variant | 1 for those last elements, and the callers split each tensor there
+// (split_tf_tail).
+//
+// A kernel whose step needs norms of whole tensors (Lamb's trust ratio) says kTensorNorms: its
+// update changes the slots only; the caller then sums square<kVariant>(p) and
+// square<kVariant>(step(i, ...)) over each tensor in TensorFlow's order, and applies
+// finish(p, step(i), scale(sum_p, sum_u, c)).
+//
+// Why terms: for a tf.IndexedSlices gradient Keras applies each element-wise op of the
+// gradient to the slices' values and densifies where it meets a dense tensor, summing a row's
+// slices in index order from +0.0 (unsorted_segment_sum).  An update that reads the gradient
+// only through its terms therefore gets Keras' sparse bits when term k is S(term_k(slices))
+// (SummedTerms), and its dense bits when it is term_k(g) (DenseTerms); a row no slice hits
+// reads +0.0 (ZeroTerms).
+//
+// Weight decay (Keras' decoupled p = p - p * wd * lr, before the update) is the generic loop's.
+#pragma once
+
+#include <array>
+
+#include "common.hpp"
+#include "half.hpp"
+
+namespace pyoptim {
+
+enum class SparseRule { kSummed, kRows };
+
+// Per call: the coefficients (K::kCoeffs of them) and Keras' decay factors.
+template <class T>
+struct ElementwiseCoeffs {
+  const T* c;
+  T weight_decay;
+  T decay_lr;
+};
+
+inline namespace PYOPTIM_ISA {
+
+// ---------------------------------------------------------------- gradient terms
+
+// The coefficients are held by value, so that the compiler sees they cannot alias the
+// parameter or the slots.
+template <class K, class T, class P = T>
+struct DenseTerms {
+  const P* PYOPTIM_RESTRICT g;
+  std::array<T, K::kCoeffs> c;
+  DenseTerms(const P* grad, const T* coeffs) : g(grad) {
+    for (int k = 0; k < K::kCoeffs; ++k) c[k] = coeffs[k];
+  }
+  template <int k>
+  T get(index_t i) const {
+    return K::template term<k>(load<T>(g[i]), c.data());
+  }
+};
+
+template <class T>
+struct ZeroTerms {
+  template <int k>
+  T get(index_t) const {
+    return T(0);
+  }
+};
+
+template <class T>
+struct SummedTerms {
+  const T* s[4];  // s[k][i]: S(term_k) of element i
+  template <int k>
+  T get(index_t i) const {
+    return s[k][i];
+  }
+};
+
+// TensorFlow's CPU packet (its x86-64 wheels are built for AVX): P elements of T.
+template <class T>
+constexpr index_t kTfPacket = 32 / static_cast<index_t>(sizeof(T));
+
+// Runs f(variant, begin, end) over [b, e) of a tensor of n elements: for a kTfTail kernel in
+// two parts, split where the tensor's last n % P elements start (those with variant | 1).
+template <class K, class T, class F>
+inline void split_tf_tail(int variant, index_t b, index_t e, index_t n, const F& f) {
+  if constexpr (K::kTfTail) {
+    const index_t cut = n - n % kTfPacket<T>;
+    if (b < e && b < cut) f(variant & ~1, b, e < cut ? e : cut);
+    if (b < e && cut < e) f(variant | 1, b > cut ? b : cut, e);
+  } else {
+    f(variant, b, e);
+  }
+}
+
+// Keras' maximum (TensorFlow's Maximum): NaN in either operand gives NaN.
+template <class T>
+inline T maximum_nan(T a, T b) {
+  return (a < b || b != b) ? b : a;
+}
+
+// Keras' sign (TensorFlow's Sign): -1, +0 or 1; NaN stays NaN; -0.0 gives +0.0.
+template <class T>
+inline T sign_tf(T x) {
+  return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == x ? T(0) : x));
+}
+
+// ---------------------------------------------------------------- the loop
+
+// Elements [begin, end): weight decay (when kDecay), then K's update, one loop for the SIMD
+// body and the tail.  P: storage type of the parameter (T, or a 16-bit float with T = float).
+template <class K, class T, int kVariant, bool kDecay, class P, class G>
+inline void elementwise_loop(P* PYOPTIM_RESTRICT p, const G& terms, T* PYOPTIM_RESTRICT s0,
+                             T* PYOPTIM_RESTRICT s1, T* PYOPTIM_RESTRICT s2, index_t begin,
+                             index_t end, const ElementwiseCoeffs<T>& coeffs) {
+  std::array<T, K::kCoeffs> c;  // a local copy: no aliasing with p or the slots
+  for (int k = 0; k < K::kCoeffs; ++k) c[k] = coeffs.c[k];
+  const T wd = coeffs.weight_decay, dlr = coeffs.decay_lr;
+  const G g = terms;  // a local copy, likewise
+  PYOPTIM_SIMD_LOOP
+  for (index_t i = begin; i < end; ++i) {
+    T pi = load<T>(p[i]);
+    if constexpr (kDecay) pi = pi - pi * wd * dlr;
+    p[i] = store<P>(K::template update<T, kVariant>(pi, g, i, s0, s1, s2, c.data()));
+  }
+}
+
+}  // namespace PYOPTIM_ISA
+}  // namespace pyoptim
