@@ -31,6 +31,13 @@ SUITES: Dict[str, Tuple[str, str]] = {
     "adam_test": ("Adam", "AdamTest"),
     "adamw_test": ("AdamW", "AdamWTest"),
     "loss_scale_optimizer_test": ("SGD", "LossScaleOptimizerTest"),
+    "adadelta_test": ("Adadelta", "AdadeltaTest"),
+    "adagrad_test": ("Adagrad", "AdagradTest"),
+    "ftrl_test": ("Ftrl", "FtrlTest"),
+    "lamb_test": ("Lamb", "LambTest"),
+    "lion_test": ("Lion", "LionTest"),
+    "adamax_test": ("Adamax", "AdamaxTest"),
+    "nadam_test": ("Nadam", "NadamTest"),
 }
 
 
@@ -46,6 +53,13 @@ TestKerasRMSpropSuite = type("TestKerasRMSpropSuite", (_suite("rmsprop_test"),),
 TestKerasAdamSuite = type("TestKerasAdamSuite", (_suite("adam_test"),), {})
 TestKerasAdamWSuite = type("TestKerasAdamWSuite", (_suite("adamw_test"),), {})
 TestKerasLossScaleSuite = type("TestKerasLossScaleSuite", (_suite("loss_scale_optimizer_test"),), {})
+TestKerasAdadeltaSuite = type("TestKerasAdadeltaSuite", (_suite("adadelta_test"),), {})
+TestKerasAdagradSuite = type("TestKerasAdagradSuite", (_suite("adagrad_test"),), {})
+TestKerasFtrlSuite = type("TestKerasFtrlSuite", (_suite("ftrl_test"),), {})
+TestKerasLambSuite = type("TestKerasLambSuite", (_suite("lamb_test"),), {})
+TestKerasLionSuite = type("TestKerasLionSuite", (_suite("lion_test"),), {})
+TestKerasAdamaxSuite = type("TestKerasAdamaxSuite", (_suite("adamax_test"),), {})
+TestKerasNadamSuite = type("TestKerasNadamSuite", (_suite("nadam_test"),), {})
 
 
 def _optimizer_suite() -> type:

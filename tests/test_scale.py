@@ -199,7 +199,8 @@ def test_multiworker_each_worker_ran_the_kernel(multiworker):
         ours = info["pyoptim"]
         assert ours["status_error"] is None
         # One kernel execution per variable per step on this worker, nothing fell back.
-        assert ours["kernel_calls"] == {"sgd": 0, "rmsprop": 0, "adam": 8 * 4, "adam8bit": 0}, info
+        assert ours["kernel_calls"]["adam"] == 8 * 4, info
+        assert sum(ours["kernel_calls"].values()) == 8 * 4, info  # no other kernel ran
         assert ours["path_counts"]["fallback"] == 0 and ours["path_counts"]["fast"] >= 4, info
         assert info["keras"]["kernel_calls"]["adam"] == 0
 

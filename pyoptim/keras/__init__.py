@@ -44,14 +44,18 @@ from . import _build
 
 BACKEND = keras.backend.backend()
 _TENSORFLOW = BACKEND == "tensorflow"
-_KERNELS = ("sgd", "rmsprop", "adam", "adam8bit")
+# The op's kernels, in the order of its counters: the four of their own, then the element-wise
+# kernels of csrc/pyoptim/elementwise_kernels.hpp (the NumPy core has the same list).
+_KERNELS = ("sgd", "rmsprop", "adam", "adam8bit") + tuple(pyoptim._core.elementwise_kernels())
 
 if _TENSORFLOW:
     from . import _loader
     from .optimizers import SGD, Adam, AdamW, LazyAdam, RMSprop
     from .optimizers_8bit import Adam8bit, AdamW8bit
+    from .optimizers_elementwise import Adadelta, Adagrad, Adamax, Ftrl, Lamb, Lion, Nadam
 else:
-    from .native import SGD, Adam, Adam8bit, AdamW, AdamW8bit, LazyAdam, RMSprop
+    from .native import (SGD, Adadelta, Adagrad, Adam, Adam8bit, Adamax, AdamW, AdamW8bit,
+                         Ftrl, Lamb, LazyAdam, Lion, Nadam, RMSprop)
 
 
 def fast_path_available() -> bool:
@@ -154,5 +158,6 @@ def _tensorflow_version() -> Optional[str]:
 
 
 __all__ = ["BACKEND", "SGD", "RMSprop", "Adam", "AdamW", "LazyAdam", "Adam8bit", "AdamW8bit",
+           "Adadelta", "Adagrad", "Adamax", "Ftrl", "Lamb", "Lion", "Nadam",
            "build", "fast_path_available",
            "kernel_calls", "op_calls", "status", "variable_copies"]

@@ -36,13 +36,26 @@ rewritten and the op computes Keras' textbook formulas):
    ``rsqrt``: Keras gathers ``sqrt(d)`` at the slices' rows before dividing, so Grappler never
    sees ``x / sqrt(y)`` (the op divides for sparse variables whatever ``rsqrt_mul`` says).
 
+5. **The element-wise kernels' ``a / sqrt(x)``** (:func:`rsqrt_rewrite`,
+   :func:`verified_form`): the arithmetic optimiser rewrites Keras' Adagrad ``(lr * g) /
+   sqrt(acc + eps)`` (and any kernel header that says ``kGraphRsqrt``) to ``(lr * g) *
+   rsqrt(acc + eps)``, as RMSprop's in 3.; the op's ``graph_rsqrt`` form computes it with
+   TensorFlow's Rsqrt, checked on first use per class and dtype as in 3.  Sparse gradients are
+   not rewritten (Keras gathers ``sqrt(acc + eps)`` at the slices' rows first).
+6. **Ftrl's ``Pow``** (:func:`pow_rewrite`): the arithmetic optimiser's ConvertPowStage turns
+   ``Pow(x, 0.5)`` (the default ``learning_rate_power=-0.5``) into ``Sqrt(x)``, and exponents 1,
+   2, 3 and 0 into ``x``, ``x * x``, ``x * (x * x)`` and 1; other exponents stay TensorFlow's Pow,
+   which the op reproduces as well (Eigen's packet pow on the tensor's whole packets, ``std::pow``
+   on its last ``n % P`` elements: ``csrc/pyoptim/tf_pow.hpp``), eagerly too; that emulation is
+   checked on first use per dtype, eagerly and in a graph.
+
 A user who switches a pass off (``tf.config.optimizer.set_experimental_options``) gets the
 unrewritten arithmetic, and so does the op.
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -147,27 +160,30 @@ def _step_function(opt, var):
     return step
 
 
-def _compare(candidate: type, dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
-    """A few ``tf.function`` steps of keras.optimizers.RMSprop and of ``candidate`` (pyoptim's
-    RMSprop class, passed in so that this module needs no optimizer class) with the rewrites
-    forced to ``(rsqrt, eps_first)``: the same bits in the variable and every slot?"""
+def _same_bits_as_keras(candidate: type, reference: type, kwargs: Dict[str, Any], dtype: str,
+                        forced: Tuple[bool, bool], eager: bool = False) -> bool:
+    """A few ``tf.function`` steps (eager: steps executed eagerly) of ``reference`` (a
+    keras.optimizers class) and of ``candidate`` (pyoptim's, passed in so that this module needs
+    no optimizer class) with the rewrites forced to ``forced`` (rsqrt, epsilon first): the same
+    bits in the variable and every optimizer variable, the candidate's update all through the
+    op?"""
     import keras
 
     _local.active = True
-    _local.forced = (rsqrt, eps_first)
+    _local.forced = forced
     try:
         rng = np.random.default_rng(20240607)
         n = 1003  # 125 groups of 8 and a tail of 3, as TensorFlow's Rsqrt splits it
         start = rng.standard_normal(n).astype(dtype)
         grads = [tf.constant((rng.standard_normal(n) * s).astype(dtype)) for s in (1.0, 0.1, 3.0)]
-        kwargs = dict(learning_rate=0.01, rho=0.9, momentum=0.5, centered=centered)
         results = []
-        for cls in (keras.optimizers.RMSprop, candidate):
+        for cls in (reference, candidate):
             opt = cls(**kwargs)
             var = keras.Variable(start.copy(), dtype=dtype)
             opt.build([var])
 
-            step = _step_function(opt, var)
+            step = (lambda g, opt=opt, var=var: opt.apply([g], [var])) if eager else \
+                _step_function(opt, var)
             for g in grads:
                 step(g)
             if cls is candidate:
@@ -181,30 +197,95 @@ def _compare(candidate: type, dtype: str, centered: bool, rsqrt: bool, eps_first
         _local.forced = None
 
 
-def verified(candidate: type, dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
-    """Whether the op with these rewrites (run by ``candidate``, pyoptim's RMSprop class) gives
-    keras.optimizers.RMSprop's graph-mode bits here (checked once per variant and process, on a
-    separate thread so that the caller's graph, device and distribution scopes do not apply)."""
-    key = (dtype, centered, rsqrt, eps_first)
-    with _lock:
-        if key in _verified:
-            return _verified[key]
+def _compare(candidate: type, dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
+    """:func:`_same_bits_as_keras` for RMSprop (``candidate``: pyoptim's RMSprop class) with
+    the rewrites forced to ``(rsqrt, eps_first)``."""
+    import keras
+
+    kwargs = dict(learning_rate=0.01, rho=0.9, momentum=0.5, centered=centered)
+    return _same_bits_as_keras(candidate, keras.optimizers.RMSprop, kwargs, dtype,
+                               (rsqrt, eps_first))
+
+
+def _on_own_thread(check: Callable[[], bool]) -> bool:
+    """``check()`` on a separate thread, so that the caller's graph, device and distribution
+    scopes do not apply; False if it raises."""
     outcome: Dict[str, object] = {}
 
     def run() -> None:
         try:
-            outcome["ok"] = _compare(candidate, dtype, centered, rsqrt, eps_first)
+            outcome["ok"] = check()
         except Exception as exc:  # noqa: BLE001 - any failure: use Keras' code
             outcome["ok"] = False
             outcome["error"] = exc
 
-    worker = threading.Thread(target=run, name="pyoptim-rmsprop-graph-check")
+    worker = threading.Thread(target=run, name="pyoptim-graph-check")
     worker.start()
     worker.join()
-    ok = bool(outcome.get("ok", False))
+    return bool(outcome.get("ok", False))
+
+
+def verified(candidate: type, dtype: str, centered: bool, rsqrt: bool, eps_first: bool) -> bool:
+    """Whether the op with these rewrites (run by ``candidate``, pyoptim's RMSprop class) gives
+    keras.optimizers.RMSprop's graph-mode bits here (checked once per variant and process)."""
+    key = (dtype, centered, rsqrt, eps_first)
+    with _lock:
+        if key in _verified:
+            return _verified[key]
+    ok = _on_own_thread(lambda: _compare(candidate, dtype, centered, rsqrt, eps_first))
     with _lock:
         _verified[key] = ok
     return ok
+
+
+# -- 5. the element-wise kernels' a / sqrt(x) -------------------------------------------------
+
+def rsqrt_rewrite() -> bool:
+    """Whether Grappler rewrites ``a / sqrt(x)`` to ``a * rsqrt(x)`` (its arithmetic
+    optimiser's SqrtDivToRsqrtMul stage) in the graph being built now: never executing eagerly
+    or with that optimiser switched off.  Measured in Keras' Adagrad and Adadelta (model.fit and
+    users' tf.functions, with and without a return value)."""
+    forced = getattr(_local, "forced", None)
+    if forced is not None and not tf.executing_eagerly():
+        return bool(forced[0])
+    return not tf.executing_eagerly() and _arithmetic_optimizer_on()
+
+
+def pow_rewrite(exponent: float) -> Optional[str]:
+    """How Grappler's arithmetic optimiser (ConvertPowStage) rewrites ``Pow(x, exponent)``, a
+    constant exponent of the variable's dtype, in the graph being built now: ``"sqrt"`` (0.5),
+    ``"identity"`` (1), ``"square"`` (2), ``"cube"`` (3) or ``"one"`` (0); None when it stays
+    TensorFlow's Pow (executing eagerly, the optimiser off, or another exponent).  Measured in
+    Keras' Ftrl (``ops.power(accum, -learning_rate_power)``)."""
+    if not rsqrt_rewrite():
+        return None
+    return {0.5: "sqrt", 1.0: "identity", 2.0: "square", 3.0: "cube", 0.0: "one"}.get(exponent)
+
+
+_verified_kernels: Dict[Tuple[str, str, bool], bool] = {}
+
+
+def verified_form(candidate: type, reference: type, kwargs: Dict[str, Any], dtype: str,
+                  eager: bool) -> bool:
+    """Whether the op, run by ``candidate`` (a pyoptim.keras class) with ``kwargs``, gives
+    ``reference``'s bits here, executing eagerly or in a ``tf.function`` as Grappler rewrites
+    it: the arithmetic that emulates TensorFlow's own (its Rsqrt, its Pow), checked once per
+    class, dtype and mode and process, as :func:`verified` does for RMSprop."""
+    key = (candidate.__name__, dtype, eager)
+    with _lock:
+        if key in _verified_kernels:
+            return _verified_kernels[key]
+    ok = _on_own_thread(lambda: _same_bits_as_keras(candidate, reference, kwargs, dtype,
+                                                    (True, False), eager=eager))
+    with _lock:
+        _verified_kernels[key] = ok
+    return ok
+
+
+def kernel_results() -> Dict[Tuple[str, str, bool], bool]:
+    """The element-wise kernels' checks run so far: ``{(class name, dtype, eager): passed}``."""
+    with _lock:
+        return dict(_verified_kernels)
 
 
 def last_results() -> Dict[Tuple[str, bool, bool, bool], bool]:

@@ -1,4 +1,4 @@
-"""``SGD``, ``RMSprop``, ``Adam``, ``AdamW`` and ``LazyAdam`` on Keras backends other than TensorFlow
+"""``SGD``, ``RMSprop``, ``Adam``, ``AdamW``, ``LazyAdam``, ``Adamax``, ``Lion`` and ``Nadam`` on Keras backends other than TensorFlow
 (and ``Adam8bit`` / ``AdamW8bit``, which cannot be constructed there).
 
 pyoptim's kernels reach Keras through a TensorFlow custom op, so they serve the TensorFlow backend
@@ -57,6 +57,13 @@ SGD = _native_class("SGD", keras.optimizers.SGD)
 RMSprop = _native_class("RMSprop", keras.optimizers.RMSprop)
 Adam = _native_class("Adam", keras.optimizers.Adam)
 AdamW = _native_class("AdamW", keras.optimizers.AdamW)
+Adadelta = _native_class("Adadelta", keras.optimizers.Adadelta)
+Adagrad = _native_class("Adagrad", keras.optimizers.Adagrad)
+Adamax = _native_class("Adamax", keras.optimizers.Adamax)
+Ftrl = _native_class("Ftrl", keras.optimizers.Ftrl)
+Lamb = _native_class("Lamb", keras.optimizers.Lamb)
+Lion = _native_class("Lion", keras.optimizers.Lion)
+Nadam = _native_class("Nadam", keras.optimizers.Nadam)
 # Keras' torch and JAX backends give dense gradients only, for which LazyAdam is Adam.
 LazyAdam = _native_class("LazyAdam", keras.optimizers.Adam)
 

@@ -214,9 +214,14 @@ class _FastPathMixin(ReportingMixin):
         # whether SGD's ``gradient * learning_rate`` merges with a clipping Mul).
         if (not tf.executing_eagerly() or tf.distribute.has_strategy()
                 or self._distribution_strategy is not tf.distribute.get_strategy()):
-            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+            return self._keras_backend_update_step(grads, trainable_variables, learning_rate)
         pairs = [(g, _tf_variable(v)) for g, v in zip(grads, trainable_variables)]
         self._distributed_tf_update_step(self._distribution_strategy, pairs, learning_rate)
+
+    def _keras_backend_update_step(self, grads, trainable_variables, learning_rate):
+        """Keras' ``_backend_update_step`` (all-reduce, then ``_distributed_tf_update_step``
+        in a merge_call); a subclass whose Keras class does more there may narrow it."""
+        return super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         # Keras calls this once per step (cross-replica context, one thread), in graph and eager

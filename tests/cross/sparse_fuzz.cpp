@@ -1,4 +1,5 @@
-// Fuzz of the op's sparse-gradient pass (pyoptim/keras/_op/sparse_rows.hpp): random tables,
+// Fuzz of the op's sparse-gradient pass (pyoptim/keras/_op/sparse_rows.hpp and, for the element-wise
+// kernels of csrc/pyoptim/elementwise_kernels.hpp, elementwise_rows.hpp): random tables,
 // random index sets (empty, one row repeated, duplicates, unsorted, sorted, out of range),
 // random block boundaries (anywhere, also inside rows), every optimizer variant in float32 and
 // float64.  Each result must equal, bit for bit in every element of the table and its slots, a
@@ -19,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "elementwise_rows.hpp"
+#include "pyoptim/elementwise_kernels.hpp"
 #include "sparse_rows.hpp"
 
 using pyoptim::index_t;
@@ -226,6 +229,84 @@ void FuzzAdam(const Problem<T>& pr, const SparseGrad<T>& grouped, const std::str
   if (kAmsgrad) Check(SameBits(vhat, rvhat), what + " v_hat");
 }
 
+// An element-wise kernel K (elementwise_rows.hpp's Range) in random blocks against the same
+// kernel run row by row on whole arrays: kSummed, its update with each term densified by
+// Problem::Densify (an independent sum per row); kRows, every row hit by its slices through
+// sparse_row, the others by sparse_untouched (or left alone), each after the decay.  Random
+// coefficients in (0.05, 0.95).  Checks the pass's plumbing (blocks inside rows, chunks of 256
+// columns, the hit-rows-only extent) and, under the sanitizers, every access.
+template <class K, class T, bool kDecay>
+void FuzzElementwise(const Problem<T>& pr, const SparseGrad<T>& grouped, const std::string& tag) {
+  std::uniform_real_distribution<double> unit(0.05, 0.95);
+  T c[K::kCoeffs];
+  for (auto& x : c) x = static_cast<T>(unit(rng));
+  const pyoptim::ElementwiseCoeffs<T> coeffs{c, kDecay ? T(0.04) : T(0), T(0.3)};
+  const index_t size = pr.rows * pr.cols;
+  std::vector<T> p = Normal<T>(size, 0.1), rp;
+  std::vector<std::vector<T>> slots(3, std::vector<T>(size, T(0)));
+  for (int j = 0; j < K::kSlots; ++j) {
+    slots[j] = Normal<T>(size, 0.2);
+    for (auto& x : slots[j]) x = x * x;  // accumulators are non-negative
+  }
+  std::vector<std::vector<T>> rslots = slots;
+  rp = p;
+  // Reference.
+  if constexpr (K::kSparse == pyoptim::SparseRule::kSummed) {
+    std::vector<std::vector<T>> sums;
+    pyoptim::SummedTerms<T> terms{};
+    auto add_term = [&](auto k) {
+      constexpr int kK = decltype(k)::value;
+      std::vector<T> out(size, T(0));
+      for (index_t q = 0; q < pr.n; ++q)
+        for (index_t x = 0; x < pr.cols; ++x) {
+          T& o = out[pr.idx[q] * pr.cols + x];
+          o = o + K::template term<kK>(pr.values[q * pr.cols + x], c);
+        }
+      sums.push_back(std::move(out));
+    };
+    [&]<int... kK>(std::integer_sequence<int, kK...>) {
+      (add_term(std::integral_constant<int, kK>{}), ...);
+    }(std::make_integer_sequence<int, K::kTerms>{});
+    for (int k = 0; k < K::kTerms; ++k) terms.s[k] = sums[k].data();
+    for (index_t i = 0; i < size; ++i) {
+      T pi = rp[i];
+      if (kDecay) pi = pi - pi * coeffs.weight_decay * coeffs.decay_lr;
+      rp[i] = K::template update<T, 0>(pi, terms, i, rslots[0].data(), rslots[1].data(),
+                                       rslots[2].data(), c);
+    }
+  } else {
+    const std::vector<bool> hit = pr.Hit();
+    for (index_t r = 0; r < pr.rows; ++r) {
+      T* row = rp.data() + r * pr.cols;
+      T* s0 = rslots[0].data() + r * pr.cols;
+      T* s1 = rslots[1].data() + r * pr.cols;
+      T* s2 = rslots[2].data() + r * pr.cols;
+      if (kDecay)
+        for (index_t x = 0; x < pr.cols; ++x) row[x] = row[x] - row[x] * coeffs.weight_decay * coeffs.decay_lr;
+      if (hit[r]) {
+        std::vector<const T*> mine;
+        for (index_t q = 0; q < pr.n; ++q)
+          if (pr.idx[q] == r) mine.push_back(pr.values.data() + q * pr.cols);
+        K::template sparse_row<T>(row, s0, s1, s2, mine.data(), static_cast<index_t>(mine.size()), 0,
+                                  pr.cols, c);
+      } else if constexpr (K::kSparseUntouched) {
+        K::template sparse_untouched<T>(row, s0, s1, s2, 0, pr.cols, c);
+      }
+    }
+  }
+  // The pass.
+  SparseGrad<T> s = grouped;
+  T* sp[3] = {K::kSlots > 0 ? slots[0].data() : nullptr, K::kSlots > 1 ? slots[1].data() : nullptr,
+              K::kSlots > 2 ? slots[2].data() : nullptr};
+  RandomBlocks(s.Extent(pyoptim_elementwise::HitRowsOnly<K>(kDecay)), [&](index_t b, index_t e) {
+    pyoptim_elementwise::Range<K, T, 0, kDecay, false>(p.data(), sp, nullptr, &s, b, e, size,
+                                                       coeffs);
+  });
+  const std::string what = tag + " " + K::kName + " decay " + std::to_string(kDecay);
+  Check(SameBits(p, rp), what + " var");
+  for (int j = 0; j < K::kSlots; ++j) Check(SameBits(slots[j], rslots[j]), what + " slot " + std::to_string(j));
+}
+
 template <class T>
 void Trial(int trial) {
   Problem<T> pr;
@@ -268,6 +349,11 @@ void Trial(int trial) {
   FuzzRmsprop<T, true, true, true, false>(pr, grouped, tag, eps);
   FuzzRmsprop<T, true, false, true, true>(pr, grouped, tag, eps);
   FuzzRmsprop<T, true, false, true, false>(pr, grouped, tag, eps);
+#define PYOPTIM_FUZZ(K)                                           \
+  FuzzElementwise<pyoptim::K, T, false>(pr, grouped32, tag);     \
+  FuzzElementwise<pyoptim::K, T, true>(pr, grouped, tag);
+  PYOPTIM_ELEMENTWISE_KERNELS(PYOPTIM_FUZZ)
+#undef PYOPTIM_FUZZ
   for (bool lazy : {false, true}) {
     FuzzAdam<T, false, false>(pr, grouped, tag, lazy);
     FuzzAdam<T, true, false>(pr, grouped, tag, lazy);

@@ -44,11 +44,14 @@
 
 #include "pyoptim/adam.hpp"
 #include "pyoptim/adam8bit.hpp"
+#include "pyoptim/elementwise_kernels.hpp"
 #include "pyoptim/rmsprop.hpp"
 #include "pyoptim/segments.hpp"  // kParallelMinElements, kChunkAlign
 #include "pyoptim/sgd.hpp"
+#include "elementwise_rows.hpp"
 #include "rmsprop_graph.hpp"
 #include "sparse_rows.hpp"
+#include "tf_reduce.hpp"
 
 namespace tensorflow {
 namespace pyoptim_tf {
@@ -63,10 +66,14 @@ using shape_inference::ShapeHandle;
 // How many variable updates each kernel ran, and in how many op executions (all threads, all
 // devices), for tests that must prove the fast path executed and that a step is one op.
 // Relaxed atomics: two increments per op call.
-constexpr int kCallSlots = 4;
-std::atomic<int64_t> g_calls[kCallSlots];  // sgd, rmsprop, adam, adam8bit
+// Slots: sgd, rmsprop, adam, adam8bit, then the element-wise kernels in their list's order.
+#define PYOPTIM_COUNT(K) +1
+constexpr int kElementwiseCount = 0 PYOPTIM_ELEMENTWISE_KERNELS(PYOPTIM_COUNT);
+#undef PYOPTIM_COUNT
+constexpr int kCallSlots = 4 + kElementwiseCount;
+std::atomic<int64_t> g_calls[kCallSlots];
 std::atomic<int64_t> g_ops[kCallSlots];
-enum CallSlot { kSgd = 0, kRmsprop = 1, kAdam = 2, kAdam8bit = 3 };
+enum CallSlot { kSgd = 0, kRmsprop = 1, kAdam = 2, kAdam8bit = 3, kFirstElementwise = 4 };
 // How many variables (or slots) were copied before an update because a pending read still
 // shared their buffer (TensorFlow's copy-on-write): a measure of lost time, see
 // pyoptim.keras.variable_copies().
@@ -272,6 +279,54 @@ slices' values; the next entry of `indices`: their rows), as Keras densifies it:
 and grad^2 is S(g^2) (each slice squared, then summed per row in index order, from +0.0) in every
 row.  block_size: a multiple of 32 from 32 to 4096.
 )doc");
+
+REGISTER_OP("PyoptimApplyElementwise")
+    .Input("var: N * resource")
+    .Input("slots: num_slots * resource")
+    .Input("coefficients: num_coefficients * T")
+    .Input("weight_decay: T")
+    .Input("decay_learning_rate: T")
+    .Input("grad: N * T")
+    .Input("indices: Tindices")
+    .Attr("optimizer: string")
+    .Attr("form: int = 0")
+    .Attr("graph_rsqrt: bool = false")
+    .Attr("T: {float, double}")
+    .Attr("N: int >= 1")
+    .Attr("num_slots: int >= 0")
+    .Attr("num_coefficients: int >= 0")
+    .Attr("sparse: list(bool) = []")
+    .Attr("Tindices: list({int32, int64}) >= 0 = []")
+    .Attr("decay: list(bool) = []")
+    .SetIsStateful()
+    .SetShapeFn([](InferenceContext* c) {
+      int first, coefficients;
+      TF_RETURN_IF_ERROR(ResourceCount(c, 1, {"num_slots"}, &first));
+      TF_RETURN_IF_ERROR(c->GetAttr("num_coefficients", &coefficients));
+      return ScalarInputs(c, first, coefficients + 2);
+    })
+    .Doc(R"doc(
+In place, for each of the N variables, the element-wise optimizer named `optimizer` (a kernel
+of csrc/pyoptim/elementwise_kernels.hpp: its header gives the arithmetic, in Keras' operation
+order, and the order of its slots and coefficients), after Keras' weight decay
+var = var - var * weight_decay * decay_learning_rate when decay[i].  slots: the kernel's slots,
+slot j of variable i at j * N + i.  coefficients: the kernel's scalars, computed by the caller
+once per step in T with Keras' operations.  form: which of the kernel's compile-time variants
+runs.  graph_rsqrt: Keras' a / sqrt(x) as Grappler rewrites it inside tf.function, a * rsqrt(x)
+with TensorFlow's Rsqrt (kernels that have that division only).
+A variable marked in `sparse` has a tf.IndexedSlices gradient (grad: the slices' values; the next
+entry of `indices`: their rows), as Keras densifies it: each gradient term the kernel reads is
+the sum of the term over the row's slices, in index order from +0.0; for a kernel whose Keras
+update scatters (Adagrad), the kernel's own row update on the rows present.
+)doc");
+
+REGISTER_OP("PyoptimKernelNames")
+    .Output("names: string")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->Vector(kCallSlots));
+      return absl::OkStatus();
+    })
+    .Doc("The kernels counted by PyoptimKernelCalls, in its columns' order.");
 
 REGISTER_OP("PyoptimKernelCalls")
     .Output("calls: int64")
@@ -1111,6 +1166,257 @@ class ApplyAdam8bitOp : public OpKernel {
   std::vector<bool> decay_, sparse_;
 };
 
+// The element-wise kernels, one entry per line of PYOPTIM_ELEMENTWISE_KERNELS.
+template <class T>
+struct ElementwiseKernel {
+  const char* name;
+  int slots, coefficients, variants;
+  bool graph_rsqrt;
+  // Elements [b, e) of one variable of n elements: p, its slots s[0..2], a dense gradient g or
+  // `sparse` (see pyoptim_elementwise::Range).
+  void (*range)(int variant, bool decay, bool graph, T* p, T* const* s, const T* g,
+                const SparseGrad<T>* sparse, index_t b, index_t e, index_t n,
+                const pyoptim::ElementwiseCoeffs<T>& c);
+  bool (*hit_rows_only)(bool decay);
+  // kTensorNorms kernels: the passes after the update (TensorNormPasses); others: null.
+  void (*norms)(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant, const T* c);
+};
+
+template <class K, class T>
+void ElementwiseRange(int variant, bool decay, bool graph, T* p, T* const* s, const T* g,
+                      const SparseGrad<T>* sparse, index_t b, index_t e, index_t n,
+                      const pyoptim::ElementwiseCoeffs<T>& c) {
+  using pyoptim_elementwise::Range;
+  // A dense or summed-sparse pass covers the table, so [b, e) are positions in the tensor; a
+  // kTfTail kernel's tail variant runs on its last n % P elements.
+  pyoptim::split_tf_tail<K, T>(variant, b, e, n, [&](int form, index_t lo, index_t hi) {
+    pyoptim_elementwise::WithVariant<K>(form, [&](auto v) {
+      constexpr int kV = decltype(v)::value;
+      if (graph) {
+        decay ? Range<K, T, kV, true, true>(p, s, g, sparse, lo, hi, n, c)
+              : Range<K, T, kV, false, true>(p, s, g, sparse, lo, hi, n, c);
+      } else {
+        decay ? Range<K, T, kV, true, false>(p, s, g, sparse, lo, hi, n, c)
+              : Range<K, T, kV, false, false>(p, s, g, sparse, lo, hi, n, c);
+      }
+    });
+  });
+}
+
+// A kTensorNorms kernel (Lamb) after its update of the slots: per tensor, TensorFlow's
+// reduce_sum of square(p) and of square(step(i)) (tf_reduce.hpp: the shards TensorFlow's
+// FullReducer would make for this device's thread count; every shard of every tensor in one
+// ParallelFor on TensorFlow's pool, combined in TensorFlow's order), then in one parallel pass
+// p = finish(p, step(i), scale(sums)).  The variant's form (variant / 2) picks square's
+// arithmetic; its last n % P elements take the tail variant.
+template <class K, class T>
+void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant,
+                      const T* c) {
+  if constexpr (K::kTensorNorms) {
+    namespace R = pyoptim_tf_reduce;
+    constexpr index_t P = pyoptim::kTfPacket<T>;
+    const int threads = ctx->eigen_device<Eigen::ThreadPoolDevice>().numThreads();
+    struct Part {
+      int k;
+      index_t first, count;
+    };
+    std::vector<Part> parts;
+    std::vector<R::Plan> plans(n);
+    std::vector<size_t> first_part(n);
+    for (int k = 0; k < n; ++k) {
+      const index_t size = vars.tensor(k).NumElements();
+      plans[k] = R::plan<T>(size, threads);
+      first_part[k] = parts.size();
+      if (plans[k].num_blocks == 0) {
+        parts.push_back({k, 0, size});
+        continue;
+      }
+      for (index_t i = 0; i < plans[k].num_blocks; ++i) parts.push_back({k, i * plans[k].block, plans[k].block});
+      parts.push_back({k, plans[k].tail_begin, size - plans[k].tail_begin});  // may be empty
+    }
+    std::vector<T> p_sums(parts.size()), u_sums(parts.size());
+    const bool graph = variant / 2 == 1;
+    auto sums = [&](auto form) {
+      constexpr int kPacket = decltype(form)::value * 2, kTail = kPacket + 1;
+      auto work = [&](int64_t lo, int64_t hi) {
+        for (int64_t q = lo; q < hi; ++q) {
+          const Part& part = parts[q];
+          const T* p = vars.data(part.k);
+          const T* m = vars.data(n + part.k);
+          const T* v = vars.data(2 * n + part.k);
+          const index_t size = vars.tensor(part.k).NumElements(), cut = size - size % P;
+          auto square = [cut](index_t i, T x) {
+            return i < cut ? K::template square<kPacket>(x) : K::template square<kTail>(x);
+          };
+          p_sums[q] = part.count == 0 ? T(0) : R::range_sum<T>([&](int64_t i) { return square(i, p[i]); },
+                                                               part.first, part.count);
+          u_sums[q] = part.count == 0 ? T(0) : R::range_sum<T>(
+              [&](int64_t i) { return square(i, K::step(i, m, v, c)); }, part.first, part.count);
+        }
+      };
+      const DeviceBase::CpuWorkerThreads* wt = ctx->device()->tensorflow_cpu_worker_threads();
+      index_t elements = 0;
+      for (const Part& part : parts) elements += part.count;
+      if (wt == nullptr || wt->workers == nullptr || elements < pyoptim::kParallelMinElements) {
+        work(0, static_cast<int64_t>(parts.size()));
+      } else {
+        wt->workers->ParallelFor(static_cast<int64_t>(parts.size()),
+                                 std::max<int64_t>(1, elements / static_cast<int64_t>(parts.size())) * 40,
+                                 work);
+      }
+    };
+    if (graph) {
+      sums(std::integral_constant<int, 1>{});
+    } else {
+      sums(std::integral_constant<int, 0>{});
+    }
+    std::vector<T> scale(n);
+    for (int k = 0; k < n; ++k) {
+      const size_t q = first_part[k];
+      T p_sum = p_sums[q], u_sum = u_sums[q];
+      if (plans[k].num_blocks > 0) {  // ((final + shard 0) + shard 1) + ...
+        const size_t tail = q + static_cast<size_t>(plans[k].num_blocks);
+        p_sum = R::combine(p_sums[tail], &p_sums[q], plans[k].num_blocks);
+        u_sum = R::combine(u_sums[tail], &u_sums[q], plans[k].num_blocks);
+      }
+      scale[k] = K::scale(p_sum, u_sum, c);
+    }
+    std::vector<index_t> sizes(n);
+    for (int k = 0; k < n; ++k) sizes[k] = vars.tensor(k).NumElements();
+    RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
+      T* p = vars.data(static_cast<int>(k));
+      const T* m = vars.data(n + static_cast<int>(k));
+      const T* v = vars.data(2 * n + static_cast<int>(k));
+      const T sk = scale[k];
+      std::array<T, K::kCoeffs> cc;
+      for (int j = 0; j < K::kCoeffs; ++j) cc[j] = c[j];
+      PYOPTIM_SIMD_LOOP
+      for (index_t i = b; i < e; ++i) p[i] = K::finish(p[i], K::step(i, m, v, cc.data()), sk);
+    });
+  } else {
+    (void)ctx, (void)vars, (void)n, (void)variant, (void)c;
+  }
+}
+
+template <class K>
+bool ElementwiseHitRowsOnly(bool decay) {
+  return pyoptim_elementwise::HitRowsOnly<K>(decay);
+}
+
+template <class T>
+const std::vector<ElementwiseKernel<T>>& ElementwiseKernels() {
+#define PYOPTIM_ENTRY(K)                                                                      \
+  {pyoptim::K::kName,                                                                         \
+   pyoptim::K::kSlots,                                                                        \
+   pyoptim::K::kCoeffs,                                                                       \
+   pyoptim::K::kVariants,                                                                     \
+   pyoptim::K::kGraphRsqrt,                                                                   \
+   &ElementwiseRange<pyoptim::K, T>,                                                          \
+   &ElementwiseHitRowsOnly<pyoptim::K>,                                                       \
+   pyoptim::K::kTensorNorms ? &TensorNormPasses<pyoptim::K, T> : nullptr},
+  static const std::vector<ElementwiseKernel<T>> kernels{
+      PYOPTIM_ELEMENTWISE_KERNELS(PYOPTIM_ENTRY)};
+#undef PYOPTIM_ENTRY
+  return kernels;
+}
+
+// Resource inputs: var [0, N), then the kernel's slots, slot j of variable k at N + j * N + k.
+// Every input is checked (the kernel and its variant, counts, dtypes, shapes, the sparse
+// gradients' indices) before anything is written.
+template <class T>
+class ApplyElementwiseOp : public OpKernel {
+ public:
+  explicit ApplyElementwiseOp(OpKernelConstruction* c) : OpKernel(c) {
+    OP_REQUIRES_OK(c, c->GetAttr("N", &n_));
+    std::string name;
+    OP_REQUIRES_OK(c, c->GetAttr("optimizer", &name));
+    const auto& kernels = ElementwiseKernels<T>();
+    std::string known;
+    for (size_t k = 0; k < kernels.size(); ++k) {
+      if (name == kernels[k].name) index_ = static_cast<int>(k);
+      absl::StrAppend(&known, k ? ", " : "", kernels[k].name);
+    }
+    OP_REQUIRES(c, index_ >= 0,
+                absl::InvalidArgumentError(absl::StrCat("pyoptim: optimizer '", name,
+                                                        "' is not an element-wise kernel (",
+                                                        known, ")")));
+    const ElementwiseKernel<T>& k = kernels[index_];
+    OP_REQUIRES_OK(c, c->GetAttr("form", &variant_));
+    OP_REQUIRES(c, variant_ >= 0 && variant_ < k.variants,
+                absl::InvalidArgumentError(absl::StrCat("pyoptim: ", name, " has ", k.variants,
+                                                        " variants, got variant ", variant_)));
+    int slots = 0, coefficients = 0;
+    OP_REQUIRES_OK(c, c->GetAttr("num_slots", &slots));
+    OP_REQUIRES_OK(c, c->GetAttr("num_coefficients", &coefficients));
+    OP_REQUIRES(c, slots == k.slots * n_ && coefficients == k.coefficients,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "pyoptim: ", name, " takes ", k.slots, " slots per variable (", k.slots * n_,
+                    " for N = ", n_, ") and ", k.coefficients, " coefficients, got ", slots,
+                    " and ", coefficients)));
+    OP_REQUIRES_OK(c, ReadFlags(c, "decay", n_, &decay_));
+    OP_REQUIRES_OK(c, ReadFlags(c, "sparse", n_, &sparse_));
+    OP_REQUIRES_OK(c, c->GetAttr("graph_rsqrt", &graph_));
+    OP_REQUIRES(c, !graph_ || k.graph_rsqrt,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "pyoptim: ", name, " has no graph_rsqrt form (Keras' update has no a / sqrt(x))")));
+    constexpr bool kEmulated = !std::is_same<T, float>::value || ::pyoptim_graph::kHaveTfRsqrtEmulation;
+    OP_REQUIRES(c, !graph_ || kEmulated,
+                absl::UnimplementedError(
+                    "pyoptim: TensorFlow's float32 Rsqrt is emulated on x86-64 only"));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const ElementwiseKernel<T>& kernel = ElementwiseKernels<T>()[index_];
+    const int slots = kernel.slots;
+    const int nres = n_ * (1 + slots);
+    LockedVariables<T> vars(ctx, nres);
+    OP_REQUIRES_OK(ctx, vars.status());
+    std::vector<T> coefficients(kernel.coefficients);
+    for (int j = 0; j < kernel.coefficients; ++j) {
+      const std::string name = absl::StrCat("coefficients[", j, "]");
+      OP_REQUIRES_OK(ctx, ReadScalar<T>(ctx, nres + j, name.c_str(), &coefficients[j]));
+    }
+    pyoptim::ElementwiseCoeffs<T> c{coefficients.data(), T(0), T(0)};
+    const int after = nres + kernel.coefficients;
+    OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, after, {{"weight_decay", &c.weight_decay},
+                                                    {"decay_learning_rate", &c.decay_lr}}));
+    std::vector<const T*> g;
+    std::vector<std::unique_ptr<SparseGrad<T>>> sg;
+    OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, after + 2, n_, 1 + slots, sparse_, &g, &sg));
+    const auto sizes = Sizes(vars, sg, [&](size_t k) { return kernel.hit_rows_only(decay_[k]); });
+    RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
+      const int v = static_cast<int>(k);
+      T* s[3] = {nullptr, nullptr, nullptr};
+      for (int j = 0; j < slots; ++j) s[j] = vars.data(n_ + j * n_ + v);
+      kernel.range(variant_, decay_[k], graph_, vars.data(v), s, g[k], sg[k].get(), b, e,
+                   vars.tensor(v).NumElements(), c);
+    });
+    if (kernel.norms != nullptr) kernel.norms(ctx, vars, n_, variant_, coefficients.data());
+    Count(static_cast<CallSlot>(kFirstElementwise + index_), n_);
+  }
+
+ private:
+  int n_ = 0;
+  int index_ = -1;
+  int variant_ = 0;
+  bool graph_ = false;
+  std::vector<bool> decay_, sparse_;
+};
+
+class KernelNamesOp : public OpKernel {
+ public:
+  explicit KernelNamesOp(OpKernelConstruction* c) : OpKernel(c) {}
+  void Compute(OpKernelContext* ctx) override {
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({kCallSlots}), &out));
+    auto names = out->vec<tstring>();
+    const char* fixed[] = {"sgd", "rmsprop", "adam", "adam8bit"};
+    for (int k = 0; k < kFirstElementwise; ++k) names(k) = fixed[k];
+    const auto& kernels = ElementwiseKernels<float>();
+    for (size_t k = 0; k < kernels.size(); ++k) names(kFirstElementwise + k) = kernels[k].name;
+  }
+};
+
 class KernelCallsOp : public OpKernel {
  public:
   explicit KernelCallsOp(OpKernelConstruction* c) : OpKernel(c) {}
@@ -1135,13 +1441,17 @@ class KernelCallsOp : public OpKernel {
       Name("PyoptimApplyAdam").Device(DEVICE_CPU).TypeConstraint<T>("T"), ApplyAdamOp<T>); \
   REGISTER_KERNEL_BUILDER(                                                              \
       Name("PyoptimApplyAdam8bit").Device(DEVICE_CPU).TypeConstraint<T>("T"),           \
-      ApplyAdam8bitOp<T>);
+      ApplyAdam8bitOp<T>);                                                              \
+  REGISTER_KERNEL_BUILDER(                                                              \
+      Name("PyoptimApplyElementwise").Device(DEVICE_CPU).TypeConstraint<T>("T"),        \
+      ApplyElementwiseOp<T>);
 
 PYOPTIM_REGISTER(float)
 PYOPTIM_REGISTER(double)
 #undef PYOPTIM_REGISTER
 
 REGISTER_KERNEL_BUILDER(Name("PyoptimKernelCalls").Device(DEVICE_CPU), KernelCallsOp);
+REGISTER_KERNEL_BUILDER(Name("PyoptimKernelNames").Device(DEVICE_CPU), KernelNamesOp);
 
 class VariableCopiesOp : public OpKernel {
  public:
