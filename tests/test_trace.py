@@ -184,6 +184,24 @@ def test_8bit_optimizers_train_and_show_in_the_report(tmp_path):
         assert cmp["abs_test_accuracy_diff"] <= 0.02 and cmp["abs_test_loss_diff"] < 0.02, cmp
 
 
+def test_element_wise_optimizers_train_with_kerass_bits(tmp_path):
+    """Every element-wise kernel's optimizer by name: trained through pyoptim's kernels, the same
+    bits as keras.optimizers (--compare-tf)."""
+    names = ("adadelta", "adagrad", "adamax", "ftrl", "lamb", "lion", "nadam")
+    js = tmp_path / "elementwise.json"
+    proc = run_cli("trace", "--optimizers", ",".join(names), "--epochs", "1", "--compare-tf",
+                   "--predict-rows", "0", "--json", str(js))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(js.read_text())
+    assert set(doc["runs"]) == set(names)
+    for name in names:
+        run, cmp = doc["runs"][name], doc["compare_tf"][name]
+        # 1 epoch x 32 batches x 4 variables through the kernel (+ a graph-form check's steps)
+        assert run["update_path"].startswith("pyoptim C++ kernels (128 variable updates"), run
+        assert cmp["exact_expected"] is True and cmp["identical"], (name, cmp)
+        assert f"{name:<9} |             0 |            0 |         0 | identical (same bits)" in proc.stdout
+
+
 def test_trace_on_a_csv_file(tmp_path):
     rng = np.random.default_rng(7)
     labels = rng.choice([3, 5, 7], size=90)
@@ -245,7 +263,8 @@ def test_help():
     for flag in ("--data", "--epochs", "--batch-size", "--learning-rate", "--optimizers", "--compare-tf",
                  "--plot", "--json", "--seed", "--example", "--predict-rows"):
         assert flag in sub.stdout
-    assert "sgd,rmsprop,adam,adamw,adam8bit,adamw8bit" in sub.stdout and "min_8bit_size=0" in sub.stdout
+    assert ("sgd,rmsprop,adam,adamw,adam8bit,adamw8bit,adadelta,adagrad,adamax,ftrl,lamb,lion,nadam"
+            in sub.stdout.replace("\n", "").replace(" ", "")) and "min_8bit_size=0" in sub.stdout
 
 
 def _csv(tmp_path: Path, name: str, text: str) -> str:
@@ -265,7 +284,8 @@ BAD_INPUTS = {
     "unknown optimizer": (lambda d: ["--optimizers", "sgd,lbfgs"], "unknown optimizer 'lbfgs'"),
     "unknown optimizer lists the valid names": (
         lambda d: ["--optimizers", "adam,adam4bit"],
-        "unknown optimizer 'adam4bit' (choose from sgd, rmsprop, adam, adamw, adam8bit, adamw8bit)"),
+        "unknown optimizer 'adam4bit' (choose from sgd, rmsprop, adam, adamw, adam8bit, adamw8bit, "
+        "adadelta, adagrad, adamax, ftrl, lamb, lion, nadam)"),
     "epochs < 1": (lambda d: ["--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
     "negative learning rate": (lambda d: ["--learning-rate", "-0.1"], "--learning-rate: must be a positive"),
     "missing output directory": (lambda d: ["--json", str(d / "no" / "x.json")], "--json: directory does not exist"),
@@ -429,7 +449,7 @@ def test_optimizer_names_specs_and_8bit_note():
 
     assert parse_optimizer_names("ADAM8BIT, adamw8bit,adam8bit,AdamW") == ["adam8bit", "adamw8bit", "adamw"]
     assert DEFAULT_OPTIMIZERS == ("sgd", "rmsprop", "adam")
-    with pytest.raises(TraceInputError, match="choose from sgd, rmsprop, adam, adamw, adam8bit, adamw8bit"):
+    with pytest.raises(TraceInputError, match="choose from sgd, rmsprop, adam, adamw, adam8bit, adamw8bit, adadelta, adagrad, adamax, ftrl, lamb, lion, nadam"):
         parse_optimizer_names("adam,")
     eight = SPECS["adam8bit"]
     assert eight.eight_bit and not eight.exact_reference and not SPECS["adam"].eight_bit

@@ -30,7 +30,9 @@ features, 3 classes; 1000 train / 200 test rows).
 block-wise Adam8bit / AdamW8bit (adam8bit, adamw8bit), built with min_8bit_size=0 so
 that this small model's variables are all quantised (with the default 4096 none
 would be); their --compare-tf reference is keras.optimizers.Adam / AdamW, which they
-follow closely but not to the bit."""
+follow closely but not to the bit.  It also takes Keras' other element-wise optimizers,
+adadelta, adagrad, adamax, ftrl, lamb, lion and nadam (Keras' defaults), which give
+keras.optimizers' bits."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -78,6 +78,14 @@ SPECS: Dict[str, OptimizerSpec] = {
                               kernels=("adam8bit", "adam")),
     "adamw8bit": OptimizerSpec("adamw8bit", "AdamW8bit", 0.001, {"min_8bit_size": 0}, reference_class="AdamW",
                                kernels=("adam8bit", "adam")),
+    # The element-wise kernels (csrc/pyoptim/elementwise_kernels.hpp), with Keras' defaults.
+    "adadelta": OptimizerSpec("adadelta", "Adadelta", 0.001),
+    "adagrad": OptimizerSpec("adagrad", "Adagrad", 0.001),
+    "adamax": OptimizerSpec("adamax", "Adamax", 0.001),
+    "ftrl": OptimizerSpec("ftrl", "Ftrl", 0.001),
+    "lamb": OptimizerSpec("lamb", "Lamb", 0.001),
+    "lion": OptimizerSpec("lion", "Lion", 0.001),
+    "nadam": OptimizerSpec("nadam", "Nadam", 0.001),
 }
 
 #: What ``pyoptim trace`` compares without --optimizers.

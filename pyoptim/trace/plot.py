@@ -26,7 +26,9 @@ def save_curves(runs: Sequence[RunResult], path: str, title: str) -> None:
     FigureCanvasAgg(fig)
     ax_loss, ax_acc = fig.subplots(1, 2)
     colors = {"sgd": "tab:blue", "rmsprop": "tab:orange", "adam": "tab:green", "adamw": "tab:red",
-              "adam8bit": "tab:olive", "adamw8bit": "tab:purple"}
+              "adam8bit": "tab:olive", "adamw8bit": "tab:purple", "adadelta": "tab:brown",
+              "adagrad": "tab:pink", "adamax": "tab:gray", "lion": "tab:cyan", "nadam": "black",
+              "ftrl": "gold", "lamb": "navy"}
     for run in runs:
         epochs = [e.epoch for e in run.epochs]
         color = colors.get(run.name)
