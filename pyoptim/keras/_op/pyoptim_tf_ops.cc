@@ -47,11 +47,11 @@
 #include "pyoptim/elementwise_kernels.hpp"
 #include "pyoptim/rmsprop.hpp"
 #include "pyoptim/segments.hpp"  // kParallelMinElements, kChunkAlign
+#include "pyoptim/tf_reduce.hpp"
 #include "pyoptim/sgd.hpp"
 #include "elementwise_rows.hpp"
 #include "rmsprop_graph.hpp"
 #include "sparse_rows.hpp"
-#include "tf_reduce.hpp"
 
 namespace tensorflow {
 namespace pyoptim_tf {
@@ -1213,7 +1213,7 @@ template <class K, class T>
 void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant,
                       const T* c) {
   if constexpr (K::kTensorNorms) {
-    namespace R = pyoptim_tf_reduce;
+    namespace R = pyoptim::tf_reduce;
     constexpr index_t P = pyoptim::kTfPacket<T>;
     const int threads = ctx->eigen_device<Eigen::ThreadPoolDevice>().numThreads();
     struct Part {

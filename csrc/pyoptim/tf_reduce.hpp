@@ -1,5 +1,6 @@
 // TensorFlow's CPU tf.reduce_sum over a whole float32/float64 tensor, bit for bit, without
-// TensorFlow: for Keras' Lamb norms, sqrt(sum(pow(x, 2))).
+// TensorFlow: for Keras' Lamb norms, sqrt(sum(pow(x, 2))) (lamb.hpp; the TensorFlow op and the
+// NumPy core compute them with it).
 //
 // The order modelled (Eigen as bundled with TensorFlow 2.21, <tf include>/unsupported/Eigen/
 // CXX11/src/Tensor/):
@@ -67,7 +68,11 @@
 #endif
 #endif
 
-namespace pyoptim_tf_reduce {
+#include "common.hpp"
+
+namespace pyoptim {
+inline namespace PYOPTIM_ISA {  // see common.hpp
+namespace tf_reduce {
 
 template <class T>
 constexpr int64_t kPacket = PYOPTIM_TF_PACKET_BYTES / static_cast<int64_t>(sizeof(T));
@@ -232,20 +237,24 @@ struct Serial {
   }
 };
 
-}  // namespace pyoptim_tf_reduce
+}  // namespace tf_reduce
 
 // tf.reduce_sum(x) of n contiguous elements on a CPU device whose Eigen ThreadPoolDevice has
 // intra_op_threads threads (in an op: ctx->eigen_device<Eigen::ThreadPoolDevice>().numThreads()).
 template <class T>
 T tf_sum(const T* x, int64_t n, int intra_op_threads) {
-  return pyoptim_tf_reduce::sum_with<T>(pyoptim_tf_reduce::detail::Plain<T>{x}, n,
-                                         intra_op_threads, pyoptim_tf_reduce::Serial{});
+  return tf_reduce::sum_with<T>(tf_reduce::detail::Plain<T>{x}, n, intra_op_threads,
+                                tf_reduce::Serial{});
 }
 
-// tf.reduce_sum(tf.square(x)) (= reduce_sum(pow(x, 2)), see the notes in the report): each
-// element squared as x*x, then summed in the order above.
+// tf.reduce_sum(tf.square(x)): each element squared as x * x (as Grappler's rewrite of
+// Pow(x, 2) computes it inside tf.function; executing eagerly Pow(x, 2) is Eigen's pow, see
+// tf_pow.hpp), then summed in the order above.
 template <class T>
 T tf_sum_of_squares(const T* x, int64_t n, int intra_op_threads) {
-  return pyoptim_tf_reduce::sum_with<T>(pyoptim_tf_reduce::detail::Squared<T>{x}, n,
-                                         intra_op_threads, pyoptim_tf_reduce::Serial{});
+  return tf_reduce::sum_with<T>(tf_reduce::detail::Squared<T>{x}, n, intra_op_threads,
+                                tf_reduce::Serial{});
 }
+
+}  // namespace PYOPTIM_ISA
+}  // namespace pyoptim
