@@ -295,3 +295,18 @@ def test_mirrored_strategy_two_logical_cpus():
         assert info[kind]["counts"]["fallback"] == 0, info
         # 10 steps x the variables x 2 replicas (+ 3 when a graph form's first-use check ran)
         assert info[kind]["calls"] - 10 * info[kind]["variables"] * 2 in (0, 3), info
+
+
+def test_adafactor_and_muon_are_not_served():
+    """The README says pyoptim does not serve them: no class of that name anywhere (no silent
+    alias of Keras' own), and the trace refuses the names."""
+    import pyoptim
+    from pyoptim.trace.errors import TraceInputError
+    from pyoptim.trace.optimizer_choice import parse_optimizer_names
+
+    for name in ("Adafactor", "Muon"):
+        assert not hasattr(pk, name) and not hasattr(pyoptim, name)
+        assert name not in pk.__all__
+        with pytest.raises(TraceInputError, match="unknown optimizer"):
+            parse_optimizer_names(name.lower())
+    assert "adafactor" not in pk.kernel_calls()

@@ -33,13 +33,13 @@ struct Adadelta {
   static constexpr bool kTensorNorms = false;
 
   template <int k, class T>
-  static T term(T g, const T*) {
+  static PYOPTIM_ALWAYS_INLINE T term(T g, const T*) {
     return g;
   }
 
   // ag = rho * ag + (1 - rho) * g^2; returns ag + eps, the argument of the rewritten sqrt.
   template <class T, class G>
-  static T before_sqrt(const G& g, index_t i, T* ag, T*, T*, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T before_sqrt(const G& g, index_t i, T* ag, T*, T*, const T* c) {
     const T gi = g.template get<0>(i);
     const T a = c[1] * ag[i] + c[2] * (gi * gi);
     ag[i] = a;
@@ -48,19 +48,19 @@ struct Adadelta {
 
   // The rest, given q = (sqrt(ad + eps) * g) / sqrt(ag + eps) (or its graph form).
   template <class T>
-  static T finish(T p, T q, index_t i, T* ad, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T finish(T p, T q, index_t i, T* ad, const T* c) {
     const T delta = -q;
     ad[i] = c[1] * ad[i] + c[2] * (delta * delta);
     return p + c[0] * delta;
   }
 
   template <class T, class G>
-  static T after_rsqrt(T p, const G& g, index_t i, T*, T* ad, T*, const T* c, T r) {
+  static PYOPTIM_ALWAYS_INLINE T after_rsqrt(T p, const G& g, index_t i, T*, T* ad, T*, const T* c, T r) {
     return finish<T>(p, (std::sqrt(ad[i] + c[3]) * g.template get<0>(i)) * r, i, ad, c);
   }
 
   template <class T, int kVariant, class G>
-  static T update(T p, const G& g, index_t i, T* ag, T* ad, T* s2, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T update(T p, const G& g, index_t i, T* ag, T* ad, T* s2, const T* c) {
     const T x = before_sqrt<T>(g, i, ag, ad, s2, c);
     return finish<T>(p, (std::sqrt(ad[i] + c[3]) * g.template get<0>(i)) / std::sqrt(x), i, ad, c);
   }

@@ -30,13 +30,13 @@ struct Adagrad {
   static constexpr bool kTensorNorms = false;
 
   template <int k, class T>
-  static T term(T g, const T*) {
+  static PYOPTIM_ALWAYS_INLINE T term(T g, const T*) {
     return g;
   }
 
   // The update up to Keras' square root: acc = acc + g^2; returns its argument, acc + eps.
   template <class T, class G>
-  static T before_sqrt(const G& g, index_t i, T* acc, T*, T*, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T before_sqrt(const G& g, index_t i, T* acc, T*, T*, const T* c) {
     const T gi = g.template get<0>(i);
     const T a = acc[i] + gi * gi;
     acc[i] = a;
@@ -45,12 +45,12 @@ struct Adagrad {
 
   // The rest, given r = 1 / sqrt(acc + eps) as TensorFlow's Rsqrt computes it (graph form).
   template <class T, class G>
-  static T after_rsqrt(T p, const G& g, index_t i, T*, T*, T*, const T* c, T r) {
+  static PYOPTIM_ALWAYS_INLINE T after_rsqrt(T p, const G& g, index_t i, T*, T*, T*, const T* c, T r) {
     return p - (c[0] * g.template get<0>(i)) * r;
   }
 
   template <class T, int kVariant, class G>
-  static T update(T p, const G& g, index_t i, T* acc, T* s1, T* s2, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T update(T p, const G& g, index_t i, T* acc, T* s1, T* s2, const T* c) {
     const T x = before_sqrt<T>(g, i, acc, s1, s2, c);
     return p - (c[0] * g.template get<0>(i)) / std::sqrt(x);
   }

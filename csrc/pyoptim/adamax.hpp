@@ -28,13 +28,13 @@ struct Adamax {
   static constexpr bool kTensorNorms = false;
 
   template <int k, class T>
-  static T term(T g, const T*) {
+  static PYOPTIM_ALWAYS_INLINE T term(T g, const T*) {
     if constexpr (k == 0) return g;
     return std::abs(g);
   }
 
   template <class T, int kVariant, class G>
-  static T update(T p, const G& g, index_t i, T* m, T* u, T*, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T update(T p, const G& g, index_t i, T* m, T* u, T*, const T* c) {
     const T lr = c[0], omb1 = c[1], beta_2 = c[2], one_minus_b1_power = c[3], eps = c[4];
     const T gi = g.template get<0>(i);
     const T mi = m[i] + (gi - m[i]) * omb1;

@@ -30,6 +30,14 @@
 //    runs it.
 #define PYOPTIM_SIMD_LOOP _Pragma("omp simd")
 
+// For a function called per element that is too long for the compiler's inlining heuristics
+// (TensorFlow's Pow, tf_pow.hpp): inlined into the loop it vectorises; called, it would not.
+#if defined(__GNUC__) || defined(__clang__)
+#define PYOPTIM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define PYOPTIM_ALWAYS_INLINE inline
+#endif
+
 namespace pyoptim {
 using index_t = std::int64_t;  // 64-bit indexing throughout
 }  // namespace pyoptim

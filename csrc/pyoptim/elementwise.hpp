@@ -15,8 +15,13 @@
 //   term<k>(g, c)   gradient term k of one element: Keras' expression of the gradient alone
 //               (g, g * g, g * (1 - beta_1), ...);
 //   update<T, kVariant>(p, terms, i, s0, s1, s2, c)   the new parameter value of element i
-//               (p after weight decay), writing the slots s0[i].. in Keras' operation order;
+//               (p after weight decay), writing the slots s0[i].. in Keras' operation order
+//               (c: the coefficients, or the kernel's optional Prepared<T> built from them once
+//               per call);
 //   kSparse, kGraphRsqrt, kTfTail, kTensorNorms   see below.
+//
+// Every function called per element is PYOPTIM_ALWAYS_INLINE: in a translation unit as large as
+// the TensorFlow op's, GCC otherwise stops inlining, and a call per element does not vectorise.
 //
 // How Keras applies a tf.IndexedSlices gradient (kSparse):
 //   kSummed  every row runs update with summed terms (see below);
@@ -49,6 +54,7 @@
 #pragma once
 
 #include <array>
+#include <type_traits>
 
 #include "common.hpp"
 #include "half.hpp"
@@ -57,12 +63,15 @@ namespace pyoptim {
 
 enum class SparseRule { kSummed, kRows };
 
-// Per call: the coefficients (K::kCoeffs of them) and Keras' decay factors.
+// Per call: the coefficients (K::kCoeffs of them), Keras' decay factors and, for a
+// kTensorNorms kernel, the intra-op thread count of the TensorFlow whose reduce_sum order the
+// norms reproduce (tf_reduce.hpp; the TensorFlow op reads its device's instead).
 template <class T>
 struct ElementwiseCoeffs {
   const T* c;
   T weight_decay;
   T decay_lr;
+  int reduction_threads = 1;
 };
 
 inline namespace PYOPTIM_ISA {
@@ -120,17 +129,31 @@ inline void split_tf_tail(int variant, index_t b, index_t e, index_t n, const F&
 
 // Keras' maximum (TensorFlow's Maximum): NaN in either operand gives NaN.
 template <class T>
-inline T maximum_nan(T a, T b) {
+PYOPTIM_ALWAYS_INLINE T maximum_nan(T a, T b) {
   return (a < b || b != b) ? b : a;
 }
 
 // Keras' sign (TensorFlow's Sign): -1, +0 or 1; NaN stays NaN; -0.0 gives +0.0.
 template <class T>
-inline T sign_tf(T x) {
+PYOPTIM_ALWAYS_INLINE T sign_tf(T x) {
   return x > T(0) ? T(1) : (x < T(0) ? T(-1) : (x == x ? T(0) : x));
 }
 
 // ---------------------------------------------------------------- the loop
+
+// What update receives as its coefficients: the loop's local copy (const T*), or, for a kernel
+// that derives per-call constants from them (Ftrl's exponent), its Prepared<T>, built once per
+// call from that copy.
+template <class K, class T, class = void>
+struct PreparedCoeffs {
+  static const T* make(const T* c) { return c; }
+};
+template <class K, class T>
+struct PreparedCoeffs<K, T, std::void_t<typename K::template Prepared<T>>> {
+  static typename K::template Prepared<T> make(const T* c) {
+    return typename K::template Prepared<T>(c);
+  }
+};
 
 // Elements [begin, end): weight decay (when kDecay), then K's update, one loop for the SIMD
 // body and the tail.  P: storage type of the parameter (T, or a 16-bit float with T = float).
@@ -142,11 +165,12 @@ inline void elementwise_loop(P* PYOPTIM_RESTRICT p, const G& terms, T* PYOPTIM_R
   for (int k = 0; k < K::kCoeffs; ++k) c[k] = coeffs.c[k];
   const T wd = coeffs.weight_decay, dlr = coeffs.decay_lr;
   const G g = terms;  // a local copy, likewise
+  const auto prepared = PreparedCoeffs<K, T>::make(c.data());
   PYOPTIM_SIMD_LOOP
   for (index_t i = begin; i < end; ++i) {
     T pi = load<T>(p[i]);
     if constexpr (kDecay) pi = pi - pi * wd * dlr;
-    p[i] = store<P>(K::template update<T, kVariant>(pi, g, i, s0, s1, s2, c.data()));
+    p[i] = store<P>(K::template update<T, kVariant>(pi, g, i, s0, s1, s2, prepared));
   }
 }
 

@@ -46,39 +46,53 @@ struct Ftrl {
   static constexpr bool kTensorNorms = false;
 
   template <int k, class T>
-  static T term(T g, const T*) {
+  static PYOPTIM_ALWAYS_INLINE T term(T g, const T*) {
     if constexpr (k == 0) return g;
     return g * g;
   }
 
+  // The coefficients and what TensorFlow's Pow derives from the exponent, once per call.
+  template <class T>
+  struct Prepared {
+    T c[kCoeffs];
+    TfPowExponent<T> exponent;
+    explicit Prepared(const T* coeffs) : exponent(coeffs[1]) {
+      for (int k = 0; k < kCoeffs; ++k) c[k] = coeffs[k];
+    }
+  };
+
   template <int kForm, bool kTail, class T>
-  static T power(T x, T y) {
+  static PYOPTIM_ALWAYS_INLINE T power(T x, const TfPowExponent<T>& e) {
     if constexpr (kForm == kSqrt) return std::sqrt(x);
     if constexpr (kForm == kIdentity) return x;
     if constexpr (kForm == kSquare) return x * x;
     if constexpr (kForm == kCube) return x * (x * x);
     if constexpr (kForm == kOne) return T(1);
-    if constexpr (kTail) return static_cast<T>(std::pow(x, y));
-    return tf_pow_packet_lane(x, y);
+    if constexpr (kTail) return static_cast<T>(std::pow(x, e.y));
+    return tf_pow_packet_lane(x, e);
   }
 
-  // TensorFlow's Minimum / Maximum of a tensor element and a scalar bound.
+  // TensorFlow's Minimum / Maximum of a tensor element x and a scalar bound: NaN x stays; where
+  // x equals the bound (+0 and -0) the packet gives the bound, the scalar tail x.  (Selects
+  // only, so that the loop vectorises.)
   template <bool kTail, class T>
-  static T minimum(T x, T bound) {
-    if (x != x) return x;
-    return x < bound ? x : (bound < x ? bound : (kTail ? x : bound));
+  static PYOPTIM_ALWAYS_INLINE T minimum(T x, T bound) {
+    if constexpr (kTail) return bound < x ? bound : x;
+    return !(x >= bound) ? x : bound;
   }
   template <bool kTail, class T>
-  static T maximum(T x, T bound) {
-    if (x != x) return x;
-    return x > bound ? x : (bound > x ? bound : (kTail ? x : bound));
+  static PYOPTIM_ALWAYS_INLINE T maximum(T x, T bound) {
+    if constexpr (kTail) return bound > x ? bound : x;
+    return !(x <= bound) ? x : bound;
   }
 
   template <class T, int kVariant, class G>
-  static T update(T p, const G& g, index_t i, T* acc, T* lin, T*, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T update(T p, const G& g, index_t i, T* acc, T* lin, T*, const Prepared<T>& prepared) {
     constexpr int kForm = kVariant / 2;
     constexpr bool kTail = kVariant % 2 == 1;
-    const T lr = c[0], y = c[1], shrink2 = c[2], l1 = c[3], minus_l1 = c[4], l2_reg2 = c[5];
+    const T* c = prepared.c;
+    const TfPowExponent<T>& y = prepared.exponent;
+    const T lr = c[0], shrink2 = c[2], l1 = c[3], minus_l1 = c[4], l2_reg2 = c[5];
     const T gi = g.template get<0>(i);
     const T gtu = gi + shrink2 * p;
     const T a = acc[i];

@@ -40,14 +40,14 @@ struct Lamb {
   static constexpr bool kTensorNorms = true;
 
   template <int k, class T>
-  static T term(T g, const T*) {
+  static PYOPTIM_ALWAYS_INLINE T term(T g, const T*) {
     if constexpr (k == 0) return g;
     return g * g;
   }
 
   // m and v; p is left as it is (it changes in finish, once the norms are known).
   template <class T, int kVariant, class G>
-  static T update(T p, const G& g, index_t i, T* m, T* v, T*, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T update(T p, const G& g, index_t i, T* m, T* v, T*, const T* c) {
     m[i] = m[i] + (g.template get<0>(i) - m[i]) * c[0];
     v[i] = v[i] + (g.template get<1>(i) - v[i]) * c[1];
     return p;
@@ -55,13 +55,13 @@ struct Lamb {
 
   // Element i's u from the updated m and v.
   template <class T>
-  static T step(index_t i, const T* m, const T* v, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T step(index_t i, const T* m, const T* v, const T* c) {
     return (m[i] / c[2]) / (std::sqrt(v[i] / c[3]) + c[4]);
   }
 
   // ops.power(x, 2) of the variant's form and position.
   template <int kVariant, class T>
-  static T square(T x) {
+  static PYOPTIM_ALWAYS_INLINE T square(T x) {
     if constexpr (kVariant / 2 == 1) return x * x;
     if constexpr (kVariant % 2 == 1) return static_cast<T>(std::pow(x, T(2)));
     return tf_pow_packet_lane(x, T(2));
@@ -70,14 +70,14 @@ struct Lamb {
   // ratio = w_norm > 0 ? (g_norm > 0 ? w_norm / g_norm : 1) : 1 (ops.where on the two sums'
   // square roots), then ratio * lr.
   template <class T>
-  static T scale(T w_sum, T u_sum, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T scale(T w_sum, T u_sum, const T* c) {
     const T w_norm = std::sqrt(w_sum), g_norm = std::sqrt(u_sum);
     const T ratio = w_norm > T(0) ? (g_norm > T(0) ? w_norm / g_norm : T(1)) : T(1);
     return ratio * c[5];
   }
 
   template <class T>
-  static T finish(T p, T u, T scale) {
+  static PYOPTIM_ALWAYS_INLINE T finish(T p, T u, T scale) {
     return p - scale * u;
   }
 };

@@ -23,12 +23,12 @@ struct Lion {
   static constexpr bool kTensorNorms = false;
 
   template <int k, class T>
-  static T term(T g, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T term(T g, const T* c) {
     return k == 0 ? g * c[2] : g * c[4];
   }
 
   template <class T, int kVariant, class G>
-  static T update(T p, const G& g, index_t i, T* m, T*, T*, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T update(T p, const G& g, index_t i, T* m, T*, T*, const T* c) {
     const T lr = c[0], beta_1 = c[1], beta_2 = c[3];
     const T mi = m[i];
     const T next = p - lr * sign_tf(mi * beta_1 + g.template get<0>(i));

@@ -32,14 +32,14 @@ struct Nadam {
   static constexpr bool kTensorNorms = false;
 
   template <int k, class T>
-  static T term(T g, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T term(T g, const T* c) {
     if constexpr (k == 0) return g;
     if constexpr (k == 1) return g * g;
     return (c[4] * g) / c[5];
   }
 
   template <class T, int kVariant, class G>
-  static T update(T p, const G& g, index_t i, T* m, T* v, T*, const T* c) {
+  static PYOPTIM_ALWAYS_INLINE T update(T p, const G& g, index_t i, T* m, T* v, T*, const T* c) {
     const T omb1 = c[0], omb2 = c[1], u_t_1 = c[2], omupt1 = c[3], omb2p = c[6], lr = c[7],
             eps = c[8];
     const T mi = m[i] + (g.template get<0>(i) - m[i]) * omb1;

@@ -63,65 +63,66 @@ struct Bits<double> {
 };
 
 template <class T>
-inline typename Bits<T>::U to_bits(T x) {
+PYOPTIM_ALWAYS_INLINE typename Bits<T>::U to_bits(T x) {
   typename Bits<T>::U u;
   std::memcpy(&u, &x, sizeof u);
   return u;
 }
 template <class T, class U>
-inline T from_bits(U u) {
+PYOPTIM_ALWAYS_INLINE T from_bits(U u) {
   T x;
   std::memcpy(&x, &u, sizeof x);
   return x;
 }
 template <class T>
-inline T pabs(T x) {  // bitwise, like Eigen's pabs (and)
+PYOPTIM_ALWAYS_INLINE T pabs(T x) {  // bitwise, like Eigen's pabs (and)
   using U = typename Bits<T>::U;
   return from_bits<T>(to_bits(x) & ~(U(1) << (sizeof(T) * 8 - 1)));
 }
 template <class T>
-inline T pnegate(T x) {  // xor of the sign bit
+PYOPTIM_ALWAYS_INLINE T pnegate(T x) {  // xor of the sign bit
   using U = typename Bits<T>::U;
   return from_bits<T>(to_bits(x) ^ (U(1) << (sizeof(T) * 8 - 1)));
 }
 template <class T>
-inline bool psignbit(T x) {
+PYOPTIM_ALWAYS_INLINE bool psignbit(T x) {
   return (to_bits(x) >> (sizeof(T) * 8 - 1)) != 0;
 }
 // pmin(a, b) = _mm256_min_ps(b, a); pmax(a, b) = _mm256_max_ps(b, a): the second operand of
 // the instruction (a) when either is NaN or both are zeros.
 template <class T>
-inline T pmin(T a, T b) {
+PYOPTIM_ALWAYS_INLINE T pmin(T a, T b) {
   return b < a ? b : a;
 }
 template <class T>
-inline T pmax(T a, T b) {
+PYOPTIM_ALWAYS_INLINE T pmax(T a, T b) {
   return b > a ? b : a;
 }
 template <class T>
-inline T pmadd(T a, T b, T c) {  // no FMA: two roundings
+PYOPTIM_ALWAYS_INLINE T pmadd(T a, T b, T c) {  // no FMA: two roundings
   const T ab = a * b;
   return ab + c;
 }
 // pround: trunc(a + copysign(0.5 - ulp/2, a)) (_mm256_round_ps(.., _MM_FROUND_TO_ZERO)).
 template <class T>
-inline T pround(T a) {
+PYOPTIM_ALWAYS_INLINE T pround(T a) {
   using U = typename Bits<T>::U;
   const U sign = to_bits(a) & (U(1) << (sizeof(T) * 8 - 1));
   const U prev_half = std::is_same<T, float>::value ? U(0x3EFFFFFFu) : U(0x3FDFFFFFFFFFFFFFull);
   const T h = from_bits<T>(sign | prev_half);
   return std::trunc(h + a);
 }
-// cvttps2dq / cvtpd2dq on integral values: INT_MIN ("integer indefinite") when out of range/NaN.
+// cvttps2dq / cvtpd2dq on integral values already clamped to int32's range: INT_MIN ("integer
+// indefinite") for NaN.  (Every branch here is a select, so that loops over it vectorise.)
 template <class T>
-inline int32_t cvt_i32(T x) {
-  if (!(x > T(-2147483649.0) && x < T(2147483648.0))) return INT32_MIN;
-  return static_cast<int32_t>(x);
+PYOPTIM_ALWAYS_INLINE int32_t cvt_i32(T x) {
+  const int32_t v = static_cast<int32_t>(x == x ? x : T(0));
+  return x == x ? v : INT32_MIN;
 }
 
 // ---- double-word arithmetic (Eigen's non-FMA branch)
 template <class T>
-inline void veltkamp(T x, T& hi, T& lo) {
+PYOPTIM_ALWAYS_INLINE void veltkamp(T x, T& hi, T& lo) {
   constexpr int shift = (std::numeric_limits<T>::digits + 1) / 2;
   const T scale = T(uint64_t(1) << shift) + T(1);
   const T gamma = scale * x;
@@ -130,7 +131,7 @@ inline void veltkamp(T x, T& hi, T& lo) {
   lo = x - hi;
 }
 template <class T>
-inline void twoprod(T x, T y, T& p_hi, T& p_lo) {
+PYOPTIM_ALWAYS_INLINE void twoprod(T x, T y, T& p_hi, T& p_lo) {
   T xh, xl, yh, yl;
   veltkamp(x, xh, xl);
   veltkamp(y, yh, yl);
@@ -141,27 +142,27 @@ inline void twoprod(T x, T y, T& p_hi, T& p_lo) {
   p_lo = pmadd(xl, yl, p_lo);
 }
 template <class T>
-inline void fast_twosum(T x, T y, T& s_hi, T& s_lo) {
+PYOPTIM_ALWAYS_INLINE void fast_twosum(T x, T y, T& s_hi, T& s_lo) {
   s_hi = x + y;
   const T t = s_hi - x;
   s_lo = y - t;
 }
 template <class T>
-inline void fast_twosum(T x_hi, T x_lo, T y_hi, T y_lo, T& s_hi, T& s_lo) {
+PYOPTIM_ALWAYS_INLINE void fast_twosum(T x_hi, T x_lo, T y_hi, T y_lo, T& s_hi, T& s_lo) {
   T r_hi, r_lo;
   fast_twosum(x_hi, y_hi, r_hi, r_lo);
   const T s = (y_lo + r_lo) + x_lo;
   fast_twosum(r_hi, s, s_hi, s_lo);
 }
 template <class T>
-inline void fast_twosum(T x, T y_hi, T y_lo, T& s_hi, T& s_lo) {
+PYOPTIM_ALWAYS_INLINE void fast_twosum(T x, T y_hi, T y_lo, T& s_hi, T& s_lo) {
   T r_hi, r_lo;
   fast_twosum(x, y_hi, r_hi, r_lo);
   const T s = y_lo + r_lo;
   fast_twosum(r_hi, s, s_hi, s_lo);
 }
 template <class T>
-inline void twoprod(T x_hi, T x_lo, T y, T& p_hi, T& p_lo) {
+PYOPTIM_ALWAYS_INLINE void twoprod(T x_hi, T x_lo, T y, T& p_hi, T& p_lo) {
   T c_hi, c_lo1;
   twoprod(x_hi, y, c_hi, c_lo1);
   const T c_lo2 = x_lo * y;
@@ -171,14 +172,14 @@ inline void twoprod(T x_hi, T x_lo, T y, T& p_hi, T& p_lo) {
   fast_twosum(t_hi, t_lo2, p_hi, p_lo);
 }
 template <class T>
-inline void twoprod(T x_hi, T x_lo, T y_hi, T y_lo, T& p_hi, T& p_lo) {
+PYOPTIM_ALWAYS_INLINE void twoprod(T x_hi, T x_lo, T y_hi, T y_lo, T& p_hi, T& p_lo) {
   T hh, hl, lh, ll;
   twoprod(x_hi, x_lo, y_hi, hh, hl);
   twoprod(x_hi, x_lo, y_lo, lh, ll);
   fast_twosum(hh, hl, lh, ll, p_hi, p_lo);
 }
 template <class T>
-inline void doubleword_div_fp(T x_hi, T x_lo, T y, T& z_hi, T& z_lo) {
+PYOPTIM_ALWAYS_INLINE void doubleword_div_fp(T x_hi, T x_lo, T y, T& z_hi, T& z_lo) {
   const T t_hi = x_hi / y;
   T pi_hi, pi_lo;
   twoprod(t_hi, y, pi_hi, pi_lo);
@@ -190,7 +191,7 @@ inline void doubleword_div_fp(T x_hi, T x_lo, T y, T& z_hi, T& z_lo) {
 }
 
 // ---- accurate_log2
-inline void accurate_log2(float z, float& hi, float& lo) {
+PYOPTIM_ALWAYS_INLINE void accurate_log2(float z, float& hi, float& lo) {
   constexpr double kC0 = 1.442695041742110273474963832995854318141937255859375e+00;
   constexpr float kC0_hi = static_cast<float>(kC0);
   constexpr float kC0_lo = static_cast<float>(kC0 - static_cast<double>(kC0_hi));
@@ -212,7 +213,7 @@ inline void accurate_log2(float z, float& hi, float& lo) {
   fast_twosum(kC0_hi, kC0_lo, p_hi, p_lo, p_hi, p_lo);
   twoprod(p_hi, p_lo, x, hi, lo);
 }
-inline void accurate_log2(double x, double& log2_x_hi, double& log2_x_lo) {
+PYOPTIM_ALWAYS_INLINE void accurate_log2(double x, double& log2_x_hi, double& log2_x_lo) {
   const double q12 = 2.87074255468000586e-9, q10 = 2.38957980901884082e-8,
                q8 = 2.31032094540014656e-7, q6 = 2.27279857398537278e-6,
                q4 = 2.31271023278625638e-5, q2 = 2.47556738444535513e-4,
@@ -246,7 +247,7 @@ inline void accurate_log2(double x, double& log2_x_hi, double& log2_x_lo) {
 
 // ---- frexp / ldexp
 template <class T>
-inline T pfrexp(T a, T& exponent) {  // pfrexp_generic
+PYOPTIM_ALWAYS_INLINE T pfrexp(T a, T& exponent) {  // pfrexp_generic
   using U = typename Bits<T>::U;
   constexpr int M = Bits<T>::kMant, E = int(sizeof(T) * 8) - M - 1;
   const U sign_mantissa_mask = ~(((U(1) << E) - U(1)) << M);
@@ -254,55 +255,54 @@ inline T pfrexp(T a, T& exponent) {  // pfrexp_generic
   const bool is_denormal = pabs(a) < normal_min;
   const T factor = T(U(1) << (M + 1));
   const T normalized = is_denormal ? a * factor : a;
-  T offset = -T((U(1) << (E - 1)) - U(2));
-  if (is_denormal) offset = offset + -T(M + 1);
-  const T biased = T(int64_t(to_bits(pabs(normalized)) >> M));
+  const T offset0 = -T((U(1) << (E - 1)) - U(2));
+  const T offset = is_denormal ? offset0 + -T(M + 1) : offset0;
+  const T biased = T(static_cast<int32_t>(to_bits(pabs(normalized)) >> M));
   const T non_finite = T((U(1) << E) - U(1));
-  const bool zero_or_nonfinite = (a == T(0)) || (biased == non_finite);
   const T half_bits = T(0.5);
-  const T m = zero_or_nonfinite ? a
-                                : from_bits<T>((to_bits(normalized) & sign_mantissa_mask) |
-                                               to_bits(half_bits));
-  exponent = zero_or_nonfinite ? T(0) : biased + offset;
+  const T m0 = from_bits<T>((to_bits(normalized) & sign_mantissa_mask) | to_bits(half_bits));
+  // a zero or non-finite a: a itself, exponent 0
+  const T m = a == T(0) ? a : (biased == non_finite ? a : m0);
+  exponent = a == T(0) ? T(0) : (biased == non_finite ? T(0) : biased + offset);
   return m;
 }
 // 2^k from a biased exponent field (the shift of Eigen's integer packet; wraps like it).
 template <class T>
-inline T pow2_bits(int64_t biased) {
+PYOPTIM_ALWAYS_INLINE T pow2_bits(uint32_t biased) {
   using U = typename Bits<T>::U;
-  return from_bits<T>(U(static_cast<U>(biased)) << Bits<T>::kMant);
+  return from_bits<T>(static_cast<U>(biased) << Bits<T>::kMant);
 }
-inline float pldexp(float a, float exponent) {  // pldexp_generic<Packet8f>
+PYOPTIM_ALWAYS_INLINE float pldexp(float a, float exponent) {  // pldexp_generic<Packet8f>
   const float max_e = 278.0f;
   const int32_t e = cvt_i32(pmin(pmax(exponent, pnegate(max_e)), max_e));
   int32_t b = e >> 2;
-  float c = pow2_bits<float>(int64_t(uint32_t(b + 127)));
+  float c = pow2_bits<float>(uint32_t(b + 127));
   float out = ((a * c) * c) * c;
   b = e - 3 * b;
-  c = pow2_bits<float>(int64_t(uint32_t(b + 127)));
+  c = pow2_bits<float>(uint32_t(b + 127));
   return out * c;
 }
-inline double pldexp(double a, double exponent) {  // pldexp<Packet4d> (AVX)
+PYOPTIM_ALWAYS_INLINE double pldexp(double a, double exponent) {  // pldexp<Packet4d> (AVX)
   const double max_e = 2099.0;
   const int32_t e = cvt_i32(pmin(pmax(exponent, pnegate(max_e)), max_e));
   int32_t b = e >> 2;
-  double c = pow2_bits<double>(int64_t(uint32_t(b + 1023)));
+  double c = pow2_bits<double>(uint32_t(b + 1023));
   double out = ((a * c) * c) * c;
   b = ((e - b) - b) - b;
-  c = pow2_bits<double>(int64_t(uint32_t(b + 1023)));
+  c = pow2_bits<double>(uint32_t(b + 1023));
   return out * c;
 }
-inline float pldexp_fast(float a, float exponent) {  // generic pldexp_fast
+PYOPTIM_ALWAYS_INLINE float pldexp_fast(float a, float exponent) {  // generic pldexp_fast
   const int32_t e = cvt_i32(pmin(pmax(exponent + 127.0f, 0.0f), 255.0f));
-  return a * pow2_bits<float>(int64_t(uint32_t(e)));
+  return a * pow2_bits<float>(uint32_t(e));
 }
-inline double pldexp_fast(double a, double exponent) {  // pldexp_fast<Packet4d> (AVX)
+PYOPTIM_ALWAYS_INLINE double pldexp_fast(double a, double exponent) {  // pldexp_fast<Packet4d> (AVX)
   const int32_t e = cvt_i32(pmin(pmax(exponent, -1023.0), 1024.0));
-  return a * pow2_bits<double>(int64_t(uint32_t(e + 1023)));
+  return a * pow2_bits<double>(uint32_t(e + 1023));
 }
 
 // ---- exp
-inline float pexp(float _x) {  // pexp_float
+PYOPTIM_ALWAYS_INLINE float pexp(float _x) {  // pexp_float
   const float cst_exp_hi = 88.723f, cst_exp_lo = -104.f, thresh = 87.0f;
   const float LOG2EF = 1.44269504088896341f;
   const float p2 = 0.49999988079071044921875f, p3 = 0.16666518151760101318359375f,
@@ -321,10 +321,13 @@ inline float pexp(float _x) {  // pexp_float
   const float p_low = r + 1.0f;
   float y = pmadd(r, p_odd, p_even);
   y = pmadd(r2, y, p_low);
-  if (!(thresh < pabs(x))) return pmax(pldexp_fast(y, m), _x);
-  return zero_mask ? 0.0f : pmax(pldexp(y, m), _x);
+  // Eigen takes pldexp_fast for a whole packet when no lane exceeds thresh; per lane the two
+  // give the same value wherever pldexp_fast is safe, so the choice is made per lane here.
+  const float fast = pmax(pldexp_fast(y, m), _x);
+  const float slow = zero_mask ? 0.0f : pmax(pldexp(y, m), _x);
+  return thresh < pabs(x) ? slow : fast;
 }
-inline double pexp(double _x) {  // pexp_double
+PYOPTIM_ALWAYS_INLINE double pexp(double _x) {  // pexp_double
   const double exp_hi = 709.784, exp_lo = -745.519, thresh = 708.0;
   const double LOG2EF = 1.4426950408889634073599;
   const double p0 = 1.26177193074810590878e-4, p1 = 3.02994407707441961300e-2,
@@ -351,11 +354,12 @@ inline double pexp(double _x) {  // pexp_double
   qx = pmadd(qx, x2, q3);
   x = px / (qx - px);
   x = pmadd(2.0, x, 1.0);
-  if (!(thresh < pabs(_x))) return pmax(pldexp_fast(x, fx), _x);
-  return zero_mask ? 0.0 : pmax(pldexp(x, fx), _x);
+  const double fast = pmax(pldexp_fast(x, fx), _x);
+  const double slow = zero_mask ? 0.0 : pmax(pldexp(x, fx), _x);
+  return thresh < pabs(_x) ? slow : fast;
 }
 template <class T>
-inline T generic_exp2(T _x) {
+PYOPTIM_ALWAYS_INLINE T generic_exp2(T _x) {
   constexpr int max_exponent = std::numeric_limits<T>::max_exponent;
   constexpr int digits = std::numeric_limits<T>::digits;
   constexpr T max_cap = T(max_exponent + 1);
@@ -370,7 +374,7 @@ inline T generic_exp2(T _x) {
 }
 
 template <class T>
-inline T generic_pow_impl(T x, T y) {
+PYOPTIM_ALWAYS_INLINE T generic_pow_impl(T x, T y) {
   T e_x;
   T m_x = pfrexp(x, e_x);
   constexpr T sqrt_half = T(0.70710678118654752440);
@@ -393,57 +397,76 @@ inline T generic_pow_impl(T x, T y) {
   const T e_r = generic_exp2(r_z);
   constexpr T thresh = T(std::numeric_limits<T>::max_exponent - 2);
   // Eigen decides per packet; both give the same value in a lane where pldexp_fast is safe.
-  if (thresh < pabs(n_z)) return pldexp(e_r, n_z);
-  return pldexp_fast(e_r, n_z);
+  return thresh < pabs(n_z) ? pldexp(e_r, n_z) : pldexp_fast(e_r, n_z);
 }
 
 }  // namespace tf_pow_detail
 
+// What Eigen's packet generic_pow decides from the exponent y alone, computed once per y: a loop
+// over the elements then has only selects on each element's own conditions (GCC does not
+// vectorise a select between constants on a condition of y).
+template <class T>
+struct TfPowExponent {
+  using U = typename tf_pow_detail::Bits<T>::U;
+  T y;
+  T nan_below;   // x < nan_below: NaN (y not an integer: 0; else -inf, which no x is below)
+  T zero_value;  // x == 0: y < 0 ? inf : 0
+  U odd_sign;    // x with its sign bit set: the result's sign flipped when y is an odd integer
+  T inf_gt_one, inf_le_one;  // |y| huge: |x| > 1 ? inf_gt_one : inf_le_one (x == -1: 1)
+  T pos_inf_value, neg_inf_value;  // x = +inf, -inf
+
+  explicit TfPowExponent(T y_) : y(y_) {
+    using namespace tf_pow_detail;
+    const T inf = std::numeric_limits<T>::infinity(), zero = T(0);
+    const bool y_is_negative = y < zero;
+    const bool y_is_int = (std::floor(y) == y) && !(pabs(y) == inf);
+    const T y_div_2 = y * T(0.5);
+    const bool y_is_odd_int = y_is_int && !(pround(y_div_2) == y_div_2);
+    nan_below = y_is_int ? -inf : zero;
+    zero_value = y_is_negative ? inf : zero;
+    odd_sign = y_is_odd_int ? U(U(1) << (sizeof(T) * 8 - 1)) : U(0);
+    // (y < 0 and x == 0) or ((y < 0) != (|x| > 1)) gives inf: x == 0 falls in the second case
+    inf_gt_one = y_is_negative ? zero : inf;
+    inf_le_one = y_is_negative ? inf : zero;
+    pos_inf_value = y_is_negative ? zero : inf;
+    neg_inf_value = y_is_odd_int ? pnegate(pos_inf_value) : pos_inf_value;
+  }
+};
+
 // One lane of Eigen's packet generic_pow(x, y) as TensorFlow's AVX build computes it.
 template <class T>
-inline T tf_pow_packet_lane(T x, T y) {
+PYOPTIM_ALWAYS_INLINE T tf_pow_packet_lane(T x, const TfPowExponent<T>& e) {
   using namespace tf_pow_detail;
   const T inf = std::numeric_limits<T>::infinity(), zero = T(0), one = T(1);
   const T nan = std::numeric_limits<T>::quiet_NaN();
+  const T y = e.y;
   const T x_abs = pabs(x);
   T pow = generic_pow_impl(x_abs, y);
-  const bool x_is_negative = x < zero;
-  const bool x_is_zero = x == zero;
-  const bool x_is_one = x == one;
-  const bool x_has_signbit = psignbit(x);
-  const bool x_abs_gt_one = one < x_abs;
-  const bool x_abs_is_inf = x_abs == inf;
-  const T y_abs = pabs(y);
-  const bool y_abs_is_inf = y_abs == inf;
-  const bool y_is_negative = y < zero;
-  const bool y_is_zero = y == zero;
-  const bool y_is_one = y == one;
-  const bool y_is_int = (std::floor(y) == y) && !y_abs_is_inf;
-  const T y_div_2 = y * T(0.5);
-  const bool y_is_even = pround(y_div_2) == y_div_2;
-  const bool y_is_odd_int = y_is_int && !y_is_even;
   constexpr T huge_exponent =
       (T(std::numeric_limits<T>::max_exponent) *
        T(0.693147180559945309417232121458176568075500134360255254120680009493393621L)) /
       std::numeric_limits<T>::epsilon();
-  const bool y_abs_is_huge = huge_exponent <= y_abs;
-  if (x_is_negative && !y_is_int) pow = nan;
-  if (x_is_zero) pow = y_is_negative ? inf : zero;
-  if (x_has_signbit && y_is_odd_int) pow = pnegate(pow);
-  T inf_y_val = ((y_is_negative && x_is_zero) || (y_is_negative != x_abs_gt_one)) ? inf : zero;
-  if (x == T(-1.0)) inf_y_val = one;
-  if (y_abs_is_huge) pow = inf_y_val;
-  const T x_pos_inf_value = y_is_negative ? zero : inf;
-  const T x_neg_inf_value = y_is_odd_int ? pnegate(x_pos_inf_value) : x_pos_inf_value;
-  if (x_abs_is_inf) pow = x_is_negative ? x_neg_inf_value : x_pos_inf_value;
-  if (x != x || y != y) pow = nan;
-  return y_is_one ? x : ((x_is_one || y_is_zero) ? one : pow);
+  // Eigen's selects, in its order, one condition each.
+  pow = x < e.nan_below ? nan : pow;
+  pow = x == zero ? e.zero_value : pow;
+  pow = psignbit(x) ? from_bits<T>(to_bits(pow) ^ e.odd_sign) : pow;
+  T inf_y_val = one < x_abs ? e.inf_gt_one : e.inf_le_one;
+  inf_y_val = x == T(-1.0) ? one : inf_y_val;
+  pow = huge_exponent <= pabs(y) ? inf_y_val : pow;
+  pow = x_abs == inf ? (x < zero ? e.neg_inf_value : e.pos_inf_value) : pow;
+  pow = y != y ? nan : (x != x ? nan : pow);
+  return y == one ? x : (y == zero ? one : (x == one ? one : pow));
+}
+
+template <class T>
+PYOPTIM_ALWAYS_INLINE T tf_pow_packet_lane(T x, T y) {
+  return tf_pow_packet_lane(x, TfPowExponent<T>(y));
 }
 
 // Element i of tf.pow(x, y) on a flat tensor of n elements: the packet path for
 // i < n - n % P, std::pow (the scalar path) for the last n % P elements.
 template <class T>
-inline T tf_pow_at(T x, T y, int64_t i, int64_t n) {
+PYOPTIM_ALWAYS_INLINE T tf_pow_at(T x, T y, int64_t i, int64_t n) {
   constexpr int P = tf_pow_detail::Bits<T>::kPacket;
   return i < n - n % P ? tf_pow_packet_lane(x, y) : static_cast<T>(std::pow(x, y));
 }
@@ -452,7 +475,9 @@ template <class T>
 inline void tf_pow_array(const T* x, T y, T* out, int64_t n) {
   constexpr int P = tf_pow_detail::Bits<T>::kPacket;
   const int64_t body = n - n % P;
-  for (int64_t i = 0; i < body; ++i) out[i] = tf_pow_packet_lane(x[i], y);
+  const TfPowExponent<T> e(y);
+  PYOPTIM_SIMD_LOOP
+  for (int64_t i = 0; i < body; ++i) out[i] = tf_pow_packet_lane(x[i], e);
   for (int64_t i = body; i < n; ++i) out[i] = static_cast<T>(std::pow(x[i], y));
 }
 

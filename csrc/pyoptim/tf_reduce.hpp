@@ -170,6 +170,24 @@ T tree(const F& value, int64_t first, int64_t m) {
   return leaf<T>(value, first, m);
 }
 
+// The same tree over values that fill(first, m, out) writes, out[k] = value(first + k), for
+// m <= P * 1024 elements at a time: a leaf's values are made in one loop (which vectorises)
+// before the leaf's additions.
+template <class T, class Fill>
+T tree_filled(const Fill& fill, int64_t first, int64_t m, T* buffer) {
+  constexpr int64_t P = kPacket<T>;
+  if (m > P * kLeafPackets) {
+    const int64_t half = (m + 1) / 2;
+    const int64_t split = P * ((first + half + P - 1) / P);
+    const int64_t left = (split - first) < m ? (split - first) : m;
+    T acc = T(0) + tree_filled<T>(fill, first, left, buffer);
+    if (left < m) acc = acc + tree_filled<T>(fill, split, m - left, buffer);
+    return acc;
+  }
+  fill(first, m, buffer);
+  return leaf<T>([buffer, first](int64_t i) { return buffer[i - first]; }, first, m);
+}
+
 template <class T>
 struct Plain {
   const T* x;
@@ -192,6 +210,14 @@ struct Squared {
 template <class T, class F>
 T range_sum(const F& value, int64_t first, int64_t count) {
   return detail::tree<T>(value, first, count);
+}
+// range_sum of the values fill(first, m, out) writes (see detail::tree_filled); buffer holds
+// kLeafBuffer<T> elements.
+template <class T>
+constexpr int64_t kLeafBuffer = kPacket<T> * kLeafPackets;
+template <class T, class Fill>
+T range_sum_filled(const Fill& fill, int64_t first, int64_t count, T* buffer) {
+  return detail::tree_filled<T>(fill, first, count, buffer);
 }
 template <class T>
 T range_sum(const T* x, int64_t first, int64_t count) {

@@ -268,11 +268,12 @@ void FuzzElementwise(const Problem<T>& pr, const SparseGrad<T>& grouped, const s
       (add_term(std::integral_constant<int, kK>{}), ...);
     }(std::make_integer_sequence<int, K::kTerms>{});
     for (int k = 0; k < K::kTerms; ++k) terms.s[k] = sums[k].data();
+    const auto prepared = pyoptim::PreparedCoeffs<K, T>::make(c);
     for (index_t i = 0; i < size; ++i) {
       T pi = rp[i];
       if (kDecay) pi = pi - pi * coeffs.weight_decay * coeffs.decay_lr;
       rp[i] = K::template update<T, 0>(pi, terms, i, rslots[0].data(), rslots[1].data(),
-                                       rslots[2].data(), c);
+                                       rslots[2].data(), prepared);
     }
   } else {
     const std::vector<bool> hit = pr.Hit();

@@ -1236,22 +1236,33 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
     }
     std::vector<T> p_sums(parts.size()), u_sums(parts.size());
     const bool graph = variant / 2 == 1;
+    std::array<T, K::kCoeffs> cc;
+    for (int j = 0; j < K::kCoeffs; ++j) cc[j] = c[j];
     auto sums = [&](auto form) {
       constexpr int kPacket = decltype(form)::value * 2, kTail = kPacket + 1;
       auto work = [&](int64_t lo, int64_t hi) {
+        std::vector<T> buffer(R::kLeafBuffer<T>);
         for (int64_t q = lo; q < hi; ++q) {
           const Part& part = parts[q];
           const T* p = vars.data(part.k);
           const T* m = vars.data(n + part.k);
           const T* v = vars.data(2 * n + part.k);
           const index_t size = vars.tensor(part.k).NumElements(), cut = size - size % P;
-          auto square = [cut](index_t i, T x) {
-            return i < cut ? K::template square<kPacket>(x) : K::template square<kTail>(x);
+          // Each leaf's values in vectorised loops, the tensor's last n % P with the tail's form.
+          auto fill = [&](const auto& value) {
+            return [&, cut](int64_t first, int64_t count, T* out) {
+              const int64_t body = std::max<int64_t>(first, std::min<int64_t>(first + count, cut));
+              PYOPTIM_SIMD_LOOP
+              for (int64_t i = first; i < body; ++i) out[i - first] = K::template square<kPacket>(value(i));
+              for (int64_t i = body; i < first + count; ++i) out[i - first] = K::template square<kTail>(value(i));
+            };
           };
-          p_sums[q] = part.count == 0 ? T(0) : R::range_sum<T>([&](int64_t i) { return square(i, p[i]); },
-                                                               part.first, part.count);
-          u_sums[q] = part.count == 0 ? T(0) : R::range_sum<T>(
-              [&](int64_t i) { return square(i, K::step(i, m, v, c)); }, part.first, part.count);
+          const T* cp = cc.data();
+          p_sums[q] = part.count == 0 ? T(0) : R::range_sum_filled<T>(
+              fill([p](int64_t i) { return p[i]; }), part.first, part.count, buffer.data());
+          u_sums[q] = part.count == 0 ? T(0) : R::range_sum_filled<T>(
+              fill([m, v, cp](int64_t i) { return K::step(i, m, v, cp); }), part.first, part.count,
+              buffer.data());
         }
       };
       const DeviceBase::CpuWorkerThreads* wt = ctx->device()->tensorflow_cpu_worker_threads();
@@ -1288,8 +1299,6 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
       const T* m = vars.data(n + static_cast<int>(k));
       const T* v = vars.data(2 * n + static_cast<int>(k));
       const T sk = scale[k];
-      std::array<T, K::kCoeffs> cc;
-      for (int j = 0; j < K::kCoeffs; ++j) cc[j] = c[j];
       PYOPTIM_SIMD_LOOP
       for (index_t i = b; i < e; ++i) p[i] = K::finish(p[i], K::step(i, m, v, cc.data()), sk);
     });
