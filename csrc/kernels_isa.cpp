@@ -4,7 +4,13 @@
 #include "pyoptim/parallel.hpp"
 #include "pyoptim/segments.hpp"
 
+#include <algorithm>
+#include <array>
 #include <utility>
+#include <vector>
+
+#include "pyoptim/tf_pow.hpp"
+#include "pyoptim/tf_reduce.hpp"
 
 #define PYOPTIM_STR2(x) #x
 #define PYOPTIM_STR(x) PYOPTIM_STR2(x)
@@ -115,33 +121,189 @@ void adam8bit(const QuantSegment* s, std::size_t n, int threads, const AdamCoeff
 }
 
 // The element-wise kernels (elementwise.hpp): slots s[0..2], dense gradient terms.
-template <class K, class T, class P, int kVariant, bool kDecay>
-void elementwise_run(const Segment* s, std::size_t n, int threads, const ElementwiseCoeffs<T>& c) {
-  for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
-    elementwise_loop<K, T, kVariant, kDecay, P>(
-        static_cast<P*>(seg.p), DenseTerms<K, T, P>(static_cast<const P*>(seg.g), c.c),
-        static_cast<T*>(seg.s[0]), static_cast<T*>(seg.s[1]), static_cast<T*>(seg.s[2]), b, e, c);
+
+// Elements [b, e) of one segment with compile-time variant kV.
+template <class K, class T, class P, int kV, bool kDecay>
+void elementwise_range(const Segment& seg, index_t b, index_t e, const ElementwiseCoeffs<T>& c) {
+  elementwise_loop<K, T, kV, kDecay, P>(
+      static_cast<P*>(seg.p), DenseTerms<K, T, P>(static_cast<const P*>(seg.g), c.c),
+      static_cast<T*>(seg.s[0]), static_cast<T*>(seg.s[1]), static_cast<T*>(seg.s[2]), b, e, c);
+}
+
+// The runtime variant (in [0, K::kVariants)) to its instantiation.
+template <class K, class T, class P, bool kDecay, int... kV>
+void elementwise_range_variant(int variant, const Segment& seg, index_t b, index_t e,
+                               const ElementwiseCoeffs<T>& c, std::integer_sequence<int, kV...>) {
+  (void)((variant == kV ? (elementwise_range<K, T, P, kV, kDecay>(seg, b, e, c), true) : false) ||
+         ...);
+}
+
+// One range of one segment.  A kTfTail kernel (elementwise.hpp) is split where the tensor's
+// last n % P elements start (those take variant | 1), exactly as the TensorFlow op splits it,
+// and runs under TensorFlow's FTZ/DAZ (TfDenormalScope: MXCSR is per thread, so every OpenMP
+// thread sets its own).  P of float16/bfloat16 params: float's (their arithmetic type).
+template <class K, class T, class P, bool kDecay>
+void elementwise_one_range(int variant, const Segment& seg, index_t b, index_t e,
+                           const ElementwiseCoeffs<T>& c) {
+  constexpr auto kAll = std::make_integer_sequence<int, K::kVariants>{};
+  if constexpr (K::kTfTail) {
+    TfDenormalScope ftz;
+    split_tf_tail<K, T>(variant, b, e, seg.n, [&](int v, index_t lo, index_t hi) {
+      elementwise_range_variant<K, T, P, kDecay>(v, seg, lo, hi, c, kAll);
+    });
+  } else {
+    elementwise_range_variant<K, T, P, kDecay>(variant, seg, b, e, c, kAll);
+  }
+}
+
+// p = finish(p, step(i), scale) over [b, e) of one segment (a kTensorNorms kernel's last pass).
+template <class K, class T, class P>
+void finish_range(P* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT m, const T* PYOPTIM_RESTRICT v,
+                  T scale, index_t b, index_t e, const std::array<T, K::kCoeffs>& coeffs) {
+  std::array<T, K::kCoeffs> c = coeffs;  // a local copy: no aliasing with p or the slots
+  PYOPTIM_SIMD_LOOP
+  for (index_t i = b; i < e; ++i) p[i] = store<P>(K::finish(load<T>(p[i]), K::step(i, m, v, c.data()), scale));
+}
+
+// A kTensorNorms kernel (Lamb) after its update pass (which changed only the slots and p's
+// weight decay): per segment TensorFlow's reduce_sum of square(p) and of square(step(i))
+// (tf_reduce.hpp: the shards TensorFlow's FullReducer makes for c.reduction_threads intra-op
+// threads; every shard of every segment computed in one OpenMP loop, in any order, then
+// combined in TensorFlow's order), then p = finish(p, step(i), scale(sums)) in one parallel
+// pass.  square's variant: the form of `variant` (variant / 2), with the tail variant on a
+// tensor's last n % P elements, as the TensorFlow op's TensorNormPasses.
+template <class K, class T, class P, int kForm>
+void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
+                        const ElementwiseCoeffs<T>& c) {
+  namespace R = tf_reduce;
+  constexpr index_t kP = kTfPacket<T>;
+  constexpr int kPacketV = kForm * 2, kTailV = kPacketV + 1;
+  struct Part {
+    std::size_t k;
+    index_t first, count;
+  };
+  std::vector<Part> parts;
+  std::vector<R::Plan> plans(nseg);
+  std::vector<std::size_t> first_part(nseg);
+  index_t elements = 0;
+  for (std::size_t k = 0; k < nseg; ++k) {
+    const index_t size = s[k].n;
+    elements += size;
+    plans[k] = R::plan<T>(size, c.reduction_threads);
+    first_part[k] = parts.size();
+    if (plans[k].num_blocks == 0) {
+      parts.push_back({k, 0, size});
+      continue;
+    }
+    for (index_t i = 0; i < plans[k].num_blocks; ++i)
+      parts.push_back({k, i * plans[k].block, plans[k].block});
+    parts.push_back({k, plans[k].tail_begin, size - plans[k].tail_begin});  // may be empty
+  }
+  std::vector<T> p_sums(parts.size()), u_sums(parts.size());
+  std::array<T, K::kCoeffs> cc;
+  for (int j = 0; j < K::kCoeffs; ++j) cc[j] = c.c[j];
+  // Each leaf's values are made first, in loops that vectorise (one for the tensor's whole
+  // packets, one for its last n % P elements), then summed in TensorFlow's order.
+  const auto part_sums = [&](std::size_t q) {
+    TfDenormalScope ftz;
+    const Part& part = parts[q];
+    const Segment& seg = s[part.k];
+    const P* PYOPTIM_RESTRICT p = static_cast<const P*>(seg.p);
+    const T* PYOPTIM_RESTRICT m = static_cast<const T*>(seg.s[0]);
+    const T* PYOPTIM_RESTRICT v = static_cast<const T*>(seg.s[1]);
+    const index_t cut = seg.n - seg.n % kP;
+    if (part.count == 0) {
+      p_sums[q] = u_sums[q] = T(0);
+      return;
+    }
+    std::vector<T> buffer(static_cast<std::size_t>(R::kLeafBuffer<T>));
+    const auto split = [cut](int64_t first, int64_t count) {
+      return std::max<int64_t>(first, std::min<int64_t>(first + count, cut));
+    };
+    const auto fill_p = [&](int64_t first, int64_t count, T* PYOPTIM_RESTRICT out) {
+      const int64_t mid = split(first, count), end = first + count;
+      PYOPTIM_SIMD_LOOP
+      for (int64_t i = first; i < mid; ++i) out[i - first] = K::template square<kPacketV>(load<T>(p[i]));
+      for (int64_t i = mid; i < end; ++i) out[i - first] = K::template square<kTailV>(load<T>(p[i]));
+    };
+    const auto fill_u = [&](int64_t first, int64_t count, T* PYOPTIM_RESTRICT out) {
+      const std::array<T, K::kCoeffs> c = cc;
+      const int64_t mid = split(first, count), end = first + count;
+      PYOPTIM_SIMD_LOOP
+      for (int64_t i = first; i < mid; ++i)
+        out[i - first] = K::template square<kPacketV>(K::step(i, m, v, c.data()));
+      for (int64_t i = mid; i < end; ++i)
+        out[i - first] = K::template square<kTailV>(K::step(i, m, v, c.data()));
+    };
+    p_sums[q] = R::range_sum_filled<T>(fill_p, part.first, part.count, buffer.data());
+    u_sums[q] = R::range_sum_filled<T>(fill_u, part.first, part.count, buffer.data());
+  };
+  const long long nparts = static_cast<long long>(parts.size());
+  const int nt = static_cast<int>(
+      std::min<index_t>({static_cast<index_t>(threads), static_cast<index_t>(nparts),
+                         std::max<index_t>(1, elements / (kParallelMinElements / 2))}));
+#ifdef _OPENMP
+  if (nt > 1 && elements >= kParallelMinElements) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (long long q = 0; q < nparts; ++q) part_sums(static_cast<std::size_t>(q));
+  } else
+#endif
+  {
+    (void)nt;
+    for (long long q = 0; q < nparts; ++q) part_sums(static_cast<std::size_t>(q));
+  }
+  // Per segment: ((final + shard 0) + shard 1) + ..., then Keras' trust ratio times lr.
+  std::vector<T> scale(nseg);
+  {
+    TfDenormalScope ftz;
+    for (std::size_t k = 0; k < nseg; ++k) {
+      const std::size_t q = first_part[k];
+      T p_sum = p_sums[q], u_sum = u_sums[q];
+      if (plans[k].num_blocks > 0) {
+        const std::size_t tail = q + static_cast<std::size_t>(plans[k].num_blocks);
+        p_sum = R::combine(p_sums[tail], &p_sums[q], plans[k].num_blocks);
+        u_sum = R::combine(u_sums[tail], &u_sums[q], plans[k].num_blocks);
+      }
+      scale[k] = K::scale(p_sum, u_sum, cc.data());
+    }
+  }
+  for_each_range(s, nseg, threads, [&](const Segment& seg, index_t b, index_t e) {
+    TfDenormalScope ftz;
+    const std::size_t k = static_cast<std::size_t>(&seg - s);  // for_each_range passes s[k]
+    finish_range<K, T, P>(static_cast<P*>(seg.p), static_cast<const T*>(seg.s[0]),
+                          static_cast<const T*>(seg.s[1]), scale[k], b, e, cc);
   });
 }
 
-template <class K, class T, class P, int... kV>
-void elementwise_variant(const Segment* s, std::size_t n, int threads,
-                         const ElementwiseCoeffs<T>& c, int variant, bool decay,
-                         std::integer_sequence<int, kV...>) {
-  (void)((variant == kV
-              ? ((decay ? elementwise_run<K, T, P, kV, true>(s, n, threads, c)
-                        : elementwise_run<K, T, P, kV, false>(s, n, threads, c)),
-                 true)
-              : false) ||
-         ...);
+template <class K, class T, class P>
+void tensor_norms(const Segment* s, std::size_t n, int threads, const ElementwiseCoeffs<T>& c,
+                  int variant) {
+  if constexpr (K::kTensorNorms) {
+    if (variant / 2 == 1) {
+      tensor_norm_passes<K, T, P, 1>(s, n, threads, c);
+    } else {
+      tensor_norm_passes<K, T, P, 0>(s, n, threads, c);
+    }
+  } else {
+    (void)s, (void)n, (void)threads, (void)c, (void)variant;
+  }
+}
+
+template <class K, class T, class P, bool kDecay>
+void elementwise_run(const Segment* s, std::size_t n, int threads, const ElementwiseCoeffs<T>& c,
+                     int variant) {
+  for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
+    elementwise_one_range<K, T, P, kDecay>(variant, seg, b, e, c);
+  });
+  tensor_norms<K, T, P>(s, n, threads, c, variant);
 }
 
 // variant: in [0, K::kVariants) (checked by the binding).
 template <class K, class T, class P = T>
 void elementwise(const Segment* s, std::size_t n, int threads, const ElementwiseCoeffs<T>& c,
                  int variant, bool decay) {
-  elementwise_variant<K, T, P>(s, n, threads, c, variant, decay,
-                               std::make_integer_sequence<int, K::kVariants>{});
+  decay ? elementwise_run<K, T, P, true>(s, n, threads, c, variant)
+        : elementwise_run<K, T, P, false>(s, n, threads, c, variant);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #define PY_ARRAY_UNIQUE_SYMBOL pyoptim_ARRAY_API
 #include <numpy/arrayobject.h>
 
+#include <climits>
 #include <cmath>
 #include <stdexcept>
 
@@ -501,10 +502,22 @@ int variant_arg(py::handle value, int variants) {
                         py::str(py::repr(value)).cast<std::string>());
 }
 
+// reduction_threads: an int >= 1 (TensorFlow's intra-op thread count, for kTensorNorms kernels).
+int reduction_threads_arg(py::handle value) {
+  PyObject* v = value.ptr();
+  if (PyFloat_Check(v) || PyBool_Check(v) || !PyIndex_Check(v))
+    throw py::type_error(std::string("reduction_threads must be an int, got ") + Py_TYPE(v)->tp_name);
+  const long long x = PyLong_AsLongLong(v);
+  if (x == -1 && PyErr_Occurred()) PyErr_Clear();
+  else if (x >= 1 && x <= INT_MAX) return static_cast<int>(x);
+  throw py::value_error("reduction_threads must be an int >= 1, got " +
+                        py::str(py::repr(value)).cast<std::string>());
+}
+
 void elementwise_multi(py::object kernel, py::object params, py::object grads, py::object slots,
                        py::object coefficients_f32, py::object coefficients_f64,
                        py::object decay_f32, py::object decay_f64, py::object no_decay,
-                       py::object variant) {
+                       py::object variant, py::object reduction_threads) {
   const ElementwiseEntry& e = elementwise_entry(kernel);
   static const char* const kSlotNames[3] = {"slots[0]", "slots[1]", "slots[2]"};
   if (!PyList_Check(slots.ptr()) && !PyTuple_Check(slots.ptr()))
@@ -517,12 +530,14 @@ void elementwise_multi(py::object kernel, py::object params, py::object grads, p
                           e.name + "' has " + std::to_string(e.slots) + " slot" +
                           (e.slots == 1 ? "" : "s"));
   const int v = variant_arg(variant, e.variants);
+  const int rthreads = reduction_threads_arg(reduction_threads);
   const std::vector<float> c32 = coefficient_list<float>(coefficients_f32, "coefficients_f32", e.coeffs, e.name);
   const std::vector<double> c64 = coefficient_list<double>(coefficients_f64, "coefficients_f64", e.coeffs, e.name);
   ElementwiseCoeffs<float> k32{c32.data(), 0.0f, 0.0f};
   ElementwiseCoeffs<double> k64{c64.data(), 0.0, 0.0};
   const bool d32 = decay_pair(decay_f32, "decay_f32", &k32.weight_decay, &k32.decay_lr);
   const bool d64 = decay_pair(decay_f64, "decay_f64", &k64.weight_decay, &k64.decay_lr);
+  k32.reduction_threads = k64.reduction_threads = rthreads;
 
   MultiArgs a{as_tuple(params, "params"), as_tuple(grads, "grads"), {}, {}};
   const auto n = a.params.size();
@@ -731,9 +746,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("grads"), py::arg("slots"), py::arg("coefficients_f32"),
         py::arg("coefficients_f64"), py::arg("decay_f32") = py::none(),
         py::arg("decay_f64") = py::none(), py::arg("no_decay") = py::none(),
-        py::arg("variant") = 0,
-        R"doc(One step of element-wise kernel `kernel` ('adamax', 'lion', 'nadam': see
-elementwise_kernels()) over every tensor of `params`, in place, in one native call.
+        py::arg("variant") = 0, py::arg("reduction_threads") = 1,
+        R"doc(One step of element-wise kernel `kernel` ('adadelta', 'adagrad', 'adamax', 'ftrl',
+'lamb', 'lion', 'nadam': see elementwise_kernels()) over every tensor of `params`, in place, in
+one native call.
 
 slots: a list of the kernel's slot lists (each len(params) arrays, the state dtype:
 float64 for float64 params, else float32).  coefficients_f32 / coefficients_f64: the
@@ -741,8 +757,12 @@ kernel's coefficients (its header's order) for float32/float16/bfloat16 and for 
 params, each value rounded once to that dtype; None when no param of that dtype has a
 gradient.  decay_f32 / decay_f64: None, or (weight_decay, learning_rate) for Keras'
 p = p - p * weight_decay * learning_rate first.  no_decay: None or a tuple of bools (True:
-no weight decay for that tensor).  A None gradient skips its tensor.  Every argument is
-checked before anything is modified.)doc");
+no weight decay for that tensor).  variant: the kernel's compile-time variant (its header's
+kVariants; 0 is Keras' eager arithmetic).  reduction_threads: an int >= 1, TensorFlow's
+intra-op thread count, which decides the order of the whole-tensor sums of kernels that have
+them (Lamb's norms: TensorFlow's reduce_sum splits a large tensor's sum into that many
+shards).  A None gradient skips its tensor.  Every argument is checked before anything is
+modified.)doc");
   m.def("elementwise_kernels", &elementwise_kernels,
         "Names of the element-wise kernels this build has (elementwise_multi's `kernel`).");
 

@@ -6,9 +6,10 @@
   a list of arrays in one native call (``opt.apply(grads, params)``); :class:`Adam8bit` and
   :class:`AdamW8bit` keep m and v as 8-bit block-wise codes (a quarter of the state, about
   16 instead of 28 bytes moved per element).
-* NumPy, element-wise kernels: :class:`Lion`, :class:`Adamax`, :class:`Nadam` (and
-  :func:`lion_update`, :func:`adamax_update`, :func:`nadam_update`), bit-identical to
-  ``keras.optimizers`` in float32 and float64.
+* NumPy, element-wise kernels: :class:`Lion`, :class:`Adamax`, :class:`Nadam`,
+  :class:`Adagrad`, :class:`Adadelta`, :class:`Ftrl`, :class:`Lamb` (and their functional
+  forms :func:`lion_update` ... :func:`lamb_update`), bit-identical to ``keras.optimizers``
+  executing eagerly in float32 and float64.
 * Keras: ``pyoptim.keras.SGD`` / ``RMSprop`` / ``Adam`` (imports TensorFlow).
 """
 from __future__ import annotations
@@ -28,7 +29,22 @@ from ._core import (
 from .config import show_config
 from .optimizers import SGD, Adam, AdamW, Optimizer, RMSprop
 from .optimizers_8bit import Adam8bit, AdamW8bit
-from .optimizers_elementwise import Adamax, Lion, Nadam, adamax_update, lion_update, nadam_update
+from .optimizers_elementwise import (
+    Adadelta,
+    Adagrad,
+    Adamax,
+    Ftrl,
+    Lamb,
+    Lion,
+    Nadam,
+    adadelta_update,
+    adagrad_update,
+    adamax_update,
+    ftrl_update,
+    lamb_update,
+    lion_update,
+    nadam_update,
+)
 
 __version__ = "0.1.0"
 
@@ -38,19 +54,27 @@ if _isa_warning:
 
 __all__ = [
     "SGD",
+    "Adadelta",
+    "Adagrad",
     "Adam",
     "Adam8bit",
     "Adamax",
     "AdamW",
     "AdamW8bit",
+    "Ftrl",
+    "Lamb",
     "Lion",
     "Nadam",
     "Optimizer",
     "RMSprop",
+    "adadelta_update",
+    "adagrad_update",
     "adam_update",
     "adamax_update",
+    "ftrl_update",
     "get_isa",
     "get_num_threads",
+    "lamb_update",
     "lion_update",
     "nadam_update",
     "rmsprop_update",

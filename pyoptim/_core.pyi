@@ -52,7 +52,7 @@ def elementwise_multi(
     slots: Sequence[Sequence[np.ndarray]], coefficients_f32: Optional[Sequence[float]],
     coefficients_f64: Optional[Sequence[float]],
     decay_f32: Optional[Tuple[float, float]] = None, decay_f64: Optional[Tuple[float, float]] = None,
-    no_decay: Optional[Tuple[bool, ...]] = None, variant: int = 0,
+    no_decay: Optional[Tuple[bool, ...]] = None, variant: int = 0, reduction_threads: int = 1,
 ) -> None: ...
 def _isa_from_environment() -> str: ...
 def _sgd_multi(

@@ -1,4 +1,5 @@
-"""Lion, Adamax and Nadam: the NumPy API of the element-wise kernels (csrc/pyoptim/elementwise.hpp).
+"""Adadelta, Adagrad, Adamax, Ftrl, Lamb, Lion and Nadam: the NumPy API of the element-wise kernels
+(csrc/pyoptim/elementwise.hpp).
 
 Every optimizer here is one kernel header (csrc/pyoptim/<name>.hpp, listed in
 elementwise_kernels.hpp), one class and, optionally, one functional wrapper.  The kernel does
@@ -16,10 +17,17 @@ float32, float16 and bfloat16 params, float64 for float64 params):
   ``beta_2``, every ``epsilon``) is converted once: ``T(x)``;
 * powers are ``std::pow`` on the scalars (NumPy's scalar ``**`` calls the same libm
   ``pow``/``powf``), and TensorFlow flushes subnormal results to zero (:func:`_ftz`).
+
+Powers of whole tensors (Ftrl's ``acc ** -learning_rate_power``, Lamb's ``p ** 2``) are
+TensorFlow's eager Pow, bit for bit (csrc/pyoptim/tf_pow.hpp: Eigen's packet pow on a tensor's
+whole AVX packets, libm's on its last ``n % P`` elements), under TensorFlow's FTZ/DAZ; Lamb's
+norms are ``tf.reduce_sum`` in TensorFlow's order (csrc/pyoptim/tf_reduce.hpp), which depends
+on TensorFlow's intra-op thread count (:class:`Lamb`'s ``reduction_threads``).
 """
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -27,7 +35,9 @@ import numpy as np
 from . import _core
 from .optimizers import LearningRate, Optimizer, _is_real_number, _state_dtype
 
-__all__ = ["Adamax", "Lion", "Nadam", "adamax_update", "lion_update", "nadam_update"]
+__all__ = ["Adadelta", "Adagrad", "Adamax", "Ftrl", "Lamb", "Lion", "Nadam", "adadelta_update",
+           "adagrad_update", "adamax_update", "ftrl_update", "lamb_update", "lion_update",
+           "nadam_update"]
 
 
 # ------------------------------------------------------------------ Keras' scalars
@@ -117,6 +127,74 @@ def _check_adam_like(beta_1: Any, beta_2: Any, epsilon: Any) -> None:
     _nonnegative("epsilon", epsilon)
 
 
+def _check_adagrad(initial_accumulator_value: Any, epsilon: Any) -> None:
+    # Keras' Adagrad does not check its arguments; NaN and infinities are refused here.
+    _finite("initial_accumulator_value", initial_accumulator_value)
+    _nonnegative("epsilon", epsilon)
+
+
+def _check_adadelta(rho: Any, epsilon: Any) -> None:
+    _in_range("rho", rho, False, False)
+    _nonnegative("epsilon", epsilon)
+
+
+_FTRL_ARGS = ("learning_rate_power", "initial_accumulator_value", "l1_regularization_strength",
+              "l2_regularization_strength", "l2_shrinkage_regularization_strength", "beta")
+
+
+def _check_ftrl(learning_rate_power: Any, initial_accumulator_value: Any, l1: Any, l2: Any,
+                l2_shrinkage: Any, beta: Any) -> None:
+    values = (learning_rate_power, initial_accumulator_value, l1, l2, l2_shrinkage, beta)
+    for name, value in zip(_FTRL_ARGS, values):
+        _finite(name, value)
+    # keras.optimizers.Ftrl's own checks and messages.
+    if initial_accumulator_value < 0.0:
+        raise ValueError(
+            "`initial_accumulator_value` needs to be positive or zero. "
+            f"Received: initial_accumulator_value={initial_accumulator_value}."
+        )
+    if learning_rate_power > 0.0:
+        raise ValueError(
+            "`learning_rate_power` needs to be negative or zero. Received: "
+            f"learning_rate_power={learning_rate_power}."
+        )
+    if l1 < 0.0:
+        raise ValueError(
+            "`l1_regularization_strength` needs to be positive or zero. "
+            f"Received: l1_regularization_strength={l1}."
+        )
+    if l2 < 0.0:
+        raise ValueError(
+            "`l2_regularization_strength` needs to be positive or zero. "
+            f"Received: l2_regularization_strength={l2}."
+        )
+    if l2_shrinkage < 0.0:
+        raise ValueError(
+            "`l2_shrinkage_regularization_strength` needs to be positive "
+            f"or zero. Received: l2_shrinkage_regularization_strength={l2_shrinkage}."
+        )
+
+
+def _check_reduction_threads(reduction_threads: Any) -> None:
+    if reduction_threads is None:
+        return
+    if isinstance(reduction_threads, (bool, np.bool_)) or not isinstance(reduction_threads, (int, np.integer)):
+        raise TypeError(f"reduction_threads must be None or an int, got {type(reduction_threads).__name__}")
+    if reduction_threads < 1:
+        raise ValueError(f"reduction_threads must be None or an int >= 1, got {reduction_threads!r}")
+
+
+def _resolve_reduction_threads(reduction_threads: Optional[int]) -> int:
+    """TensorFlow's default intra-op thread count when None: the CPUs this process may run on
+    (tf.config.threading.get_intra_op_parallelism_threads() == 0 resolves to it)."""
+    if reduction_threads is not None:
+        return int(reduction_threads)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _check_step(step: Any) -> int:
     if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
         raise TypeError(f"step must be an integer, got {type(step).__name__}")
@@ -175,6 +253,47 @@ def _nadam_coefficients(T: type, learning_rate: float, beta_1: Any, beta_2: Any,
                 T(1) - beta_2_power, lr, T(epsilon))
 
 
+def _adagrad_coefficients(T: type, learning_rate: float, epsilon: Any) -> Tuple:
+    """adagrad.hpp: lr, epsilon (ops.add(accumulator, self.epsilon): converted once)."""
+    return (_lr(learning_rate, T), T(epsilon))
+
+
+def _adadelta_coefficients(T: type, learning_rate: float, rho: Any, epsilon: Any) -> Tuple:
+    """adadelta.hpp: lr, rho, 1 - rho, epsilon (Python floats meeting tensors: converted once)."""
+    return (_lr(learning_rate, T), T(rho), T(1 - rho), T(epsilon))
+
+
+def _ftrl_coefficients(T: type, learning_rate: float, learning_rate_power: Any, l1: Any, l2: Any,
+                       l2_shrinkage: Any, beta: Any) -> Tuple:
+    """ftrl.hpp: lr, -learning_rate_power, 2 * l2_shrinkage, l1, the lower clip bound, 2 * l2_reg
+    with keras.optimizers.Ftrl.update_step's ``l2_reg = l2 + beta / (2.0 * lr)`` (tensor
+    arithmetic in T, each Python number converted once where it meets a tensor).
+
+    The lower clip bound is ``-l1`` converted to T, except for l1 == 0: Keras passes the Python
+    float ``-0.0`` to tf.clip_by_value, and executing eagerly TensorFlow's scalar cache (keyed
+    by value: -0.0 == 0.0) hands back the +0.0 tensor it made earlier for another 0.0 (Keras
+    converts one on every step), so the bound is +0.0 (checked against Keras: with -0.0 the
+    packet lanes of a linear of -0.0 differ)."""
+    lr = _lr(learning_rate, T)
+    with np.errstate(all="ignore"):
+        l2_reg = _ftz(T(l2) + _ftz(T(beta) / _ftz(T(2.0) * lr)))
+        minus_l1 = T(0.0) if l1 == 0 else T(-l1)
+        return (lr, T(-learning_rate_power), T(2 * l2_shrinkage), T(l1), minus_l1,
+                _ftz(T(2) * l2_reg))
+
+
+def _lamb_coefficients(T: type, learning_rate: float, beta_1: Any, beta_2: Any, epsilon: Any,
+                       step: int) -> Tuple:
+    """lamb.hpp: 1 - beta_1, 1 - beta_2 (the Python values, converted once), 1 - beta_1^t,
+    1 - beta_2^t (the betas cast first), epsilon, lr."""
+    local_step = T(step)
+    beta_1_power = _pow(_tf_cast(beta_1, T), local_step)
+    beta_2_power = _pow(_tf_cast(beta_2, T), local_step)
+    with np.errstate(all="ignore"):
+        return (T(1 - beta_1), T(1 - beta_2), T(1.0) - beta_1_power, T(1.0) - beta_2_power,
+                T(epsilon), _lr(learning_rate, T))
+
+
 def _dtypes_needed(params: Sequence[Any], grads: Sequence[Any]) -> Tuple[bool, bool]:
     """(any float32-arithmetic tensor, any float64 tensor) among those with a gradient."""
     need32 = need64 = False
@@ -207,6 +326,9 @@ class _Elementwise(Optimizer):
 
     _kernel: str = ""
     _slots_in_order: Tuple[str, ...] = ()
+    _variant: int = 0  # the kernel's variant: 0, Keras' eager arithmetic
+    # Slots that start at a hyperparameter's value instead of zeros: {slot: attribute}.
+    _initial_values: Dict[str, str] = {}
 
     @property
     def _slot_names(self) -> Tuple[str, ...]:
@@ -222,6 +344,9 @@ class _Elementwise(Optimizer):
         need32, need64 = _dtypes_needed(params, grads)
         self._run(params, grads, slots, learning_rate, step, no_decay, need32, need64)
 
+    def _reduction_threads(self) -> int:
+        return 1
+
     def _run(self, params, grads, slots, learning_rate, step, no_decay, need32, need64) -> None:
         _core.elementwise_multi(
             self._kernel, params, grads, [slots[n] for n in self._slot_names],
@@ -229,8 +354,19 @@ class _Elementwise(Optimizer):
             self._coefficients(np.float64, learning_rate, step) if need64 else None,
             _decay(self.weight_decay, learning_rate, np.float32, need32),
             _decay(self.weight_decay, learning_rate, np.float64, need64),
-            no_decay,
+            no_decay, self._variant, self._reduction_threads(),
         )
+
+    def _new_slots(self, params):
+        slots = super()._new_slots(params)
+        for name, attr in self._initial_values.items():
+            value = getattr(self, attr)
+            for a in slots[name]:
+                if isinstance(a, np.ndarray):
+                    # Keras' initializers.Constant: ops.cast(value, dtype), i.e. through
+                    # float32 for a Python float (float64 state: float64(float32(value))).
+                    a.fill(_tf_cast(value, a.dtype.type))
+        return slots
 
     def _check(self) -> None:
         _check_common(self._learning_rate, self.weight_decay, schedule_allowed=True)
@@ -431,16 +567,228 @@ class Nadam(_Elementwise):
                 "epsilon": self.epsilon}
 
 
+class Adagrad(_Elementwise):
+    """Adagrad, as keras.optimizers.Adagrad (one slot, ``accumulators``, starting at
+    ``initial_accumulator_value`` as Keras' ``initializers.Constant`` makes it: in float64
+    state ``float64(float32(value))``)::
+
+        acc = acc + g**2
+        p = p - (lr * g) / sqrt(acc + epsilon)
+
+    (after Keras' decoupled weight decay ``p = p - p * weight_decay * lr``).  The arithmetic is
+    Keras' eager arithmetic (inside ``tf.function`` Grappler rewrites the division; see
+    :class:`pyoptim.keras.Adagrad`)."""
+
+    _kernel = "adagrad"
+    _slots_in_order = ("accumulators",)
+    _variable_groups = (("accumulators",),)
+    _initial_values = {"accumulators": "initial_accumulator_value"}
+    _hyper_names = Optimizer._hyper_names + ("initial_accumulator_value", "epsilon")
+
+    def __init__(
+        self,
+        learning_rate: LearningRate = 0.001,
+        initial_accumulator_value: float = 0.1,
+        epsilon: float = 1e-07,
+        weight_decay: Optional[float] = None,
+        clipnorm: Optional[float] = None,
+        clipvalue: Optional[float] = None,
+        global_clipnorm: Optional[float] = None,
+        name: str = "Adagrad",
+    ) -> None:
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.initial_accumulator_value = initial_accumulator_value
+        self.epsilon = epsilon
+        self._finish_init()
+
+    def _check_hyperparameters(self) -> None:
+        _check_adagrad(self.initial_accumulator_value, self.epsilon)
+
+    def _coefficients(self, T, learning_rate, step):
+        return _adagrad_coefficients(T, learning_rate, self.epsilon)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+class Adadelta(_Elementwise):
+    """Adadelta, as keras.optimizers.Adadelta (slots ``accumulated_grads`` (ag) and
+    ``accumulated_delta_vars`` (ad))::
+
+        ag = rho * ag + (1 - rho) * g**2
+        delta = -((sqrt(ad + epsilon) * g) / sqrt(ag + epsilon))
+        ad = rho * ad + (1 - rho) * delta**2
+        p = p + lr * delta
+
+    ``rho`` must be in [0, 1], ``epsilon`` >= 0."""
+
+    _kernel = "adadelta"
+    _slots_in_order = ("accumulated_grads", "accumulated_delta_vars")
+    _variable_groups = (("accumulated_grads", "accumulated_delta_vars"),)
+    _hyper_names = Optimizer._hyper_names + ("rho", "epsilon")
+
+    def __init__(
+        self,
+        learning_rate: LearningRate = 0.001,
+        rho: float = 0.95,
+        epsilon: float = 1e-07,
+        weight_decay: Optional[float] = None,
+        clipnorm: Optional[float] = None,
+        clipvalue: Optional[float] = None,
+        global_clipnorm: Optional[float] = None,
+        name: str = "Adadelta",
+    ) -> None:
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.rho = rho
+        self.epsilon = epsilon
+        self._finish_init()
+
+    def _check_hyperparameters(self) -> None:
+        _check_adadelta(self.rho, self.epsilon)
+
+    def _coefficients(self, T, learning_rate, step):
+        return _adadelta_coefficients(T, learning_rate, self.rho, self.epsilon)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), "rho": self.rho, "epsilon": self.epsilon}
+
+
+class Ftrl(_Elementwise):
+    """FTRL-Proximal, as keras.optimizers.Ftrl executing eagerly (slots ``accumulators``,
+    starting at ``initial_accumulator_value`` as Keras makes it, and ``linears``)::
+
+        l2_reg = l2 + beta / (2 * lr)                         (once per step)
+        gtu = g + (2 * l2_shrinkage) * p
+        na = acc + g**2
+        linear = linear + (gtu - ((na**-lr_power - acc**-lr_power) / lr) * p)
+        p = (clip(linear, -l1, l1) - linear) / (na**-lr_power / lr + 2 * l2_reg)
+        acc = na
+
+    (``lr_power``: ``learning_rate_power``, ``l1`` / ``l2`` / ``l2_shrinkage``: the
+    ``*_regularization_strength`` arguments.)  The powers are TensorFlow's eager Pow bit for
+    bit, which depends on an element's position in its tensor (Eigen's packet pow on whole AVX
+    packets from element 0, libm's ``pow`` on the last ``n % P`` elements), for every exponent:
+    Keras inside ``tf.function`` (Grappler's rewrites of the exponents 0.5, 1, 2, 3 and 0) is
+    :class:`pyoptim.keras.Ftrl`'s business.  Keras' argument checks and messages."""
+
+    _kernel = "ftrl"
+    _slots_in_order = ("accumulators", "linears")
+    _variable_groups = (("accumulators", "linears"),)
+    _initial_values = {"accumulators": "initial_accumulator_value"}
+    _hyper_names = Optimizer._hyper_names + _FTRL_ARGS
+
+    def __init__(
+        self,
+        learning_rate: LearningRate = 0.001,
+        learning_rate_power: float = -0.5,
+        initial_accumulator_value: float = 0.1,
+        l1_regularization_strength: float = 0.0,
+        l2_regularization_strength: float = 0.0,
+        l2_shrinkage_regularization_strength: float = 0.0,
+        beta: float = 0.0,
+        weight_decay: Optional[float] = None,
+        clipnorm: Optional[float] = None,
+        clipvalue: Optional[float] = None,
+        global_clipnorm: Optional[float] = None,
+        name: str = "Ftrl",
+    ) -> None:
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.learning_rate_power = learning_rate_power
+        self.initial_accumulator_value = initial_accumulator_value
+        self.l1_regularization_strength = l1_regularization_strength
+        self.l2_regularization_strength = l2_regularization_strength
+        self.l2_shrinkage_regularization_strength = l2_shrinkage_regularization_strength
+        self.beta = beta
+        self._finish_init()
+
+    def _check_hyperparameters(self) -> None:
+        _check_ftrl(*(getattr(self, k) for k in _FTRL_ARGS))
+
+    def _coefficients(self, T, learning_rate, step):
+        return _ftrl_coefficients(T, learning_rate, self.learning_rate_power,
+                                  self.l1_regularization_strength, self.l2_regularization_strength,
+                                  self.l2_shrinkage_regularization_strength, self.beta)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), **{k: getattr(self, k) for k in _FTRL_ARGS}}
+
+
+class Lamb(_Elementwise):
+    """Lamb, as keras.optimizers.Lamb executing eagerly (slots ``momentums`` and
+    ``velocities``)::
+
+        m = m + (g - m) * (1 - beta_1);   v = v + (g**2 - v) * (1 - beta_2)
+        u = (m / (1 - beta_1**t)) / (sqrt(v / (1 - beta_2**t)) + epsilon)
+        w_norm = sqrt(sum(p**2));   g_norm = sqrt(sum(u**2))      (per tensor; p after decay)
+        ratio = w_norm / g_norm if w_norm > 0 and g_norm > 0 else 1
+        p = p - (ratio * lr) * u
+
+    ``p**2`` and ``u**2`` are TensorFlow's eager Pow bit for bit, and the sums are
+    ``tf.reduce_sum``'s, in TensorFlow's order.  That order depends on TensorFlow's intra-op
+    thread count: above about 10**5 elements (float32; float64: half that) TensorFlow splits a
+    tensor's sum into shards, one per thread up to that count, and adds the partial sums
+    together, so Keras' result depends on it.  ``reduction_threads`` is that count, for the
+    sums to be the ones of the TensorFlow you compare with: ``None`` (the default) means
+    TensorFlow's default, the number of CPUs this process may run on
+    (``len(os.sched_getaffinity(0))``), what
+    ``tf.config.threading.get_intra_op_parallelism_threads() == 0`` resolves to; give the value
+    you passed to ``tf.config.threading.set_intra_op_parallelism_threads`` otherwise.  It does
+    not change how many threads pyoptim itself uses (:func:`pyoptim.set_num_threads`).
+    """
+
+    _kernel = "lamb"
+    _slots_in_order = ("momentums", "velocities")
+    _variable_groups = (("momentums", "velocities"),)
+    _hyper_names = Optimizer._hyper_names + ("beta_1", "beta_2", "epsilon", "reduction_threads")
+
+    def __init__(
+        self,
+        learning_rate: LearningRate = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-07,
+        weight_decay: Optional[float] = None,
+        clipnorm: Optional[float] = None,
+        clipvalue: Optional[float] = None,
+        global_clipnorm: Optional[float] = None,
+        name: str = "Lamb",
+        reduction_threads: Optional[int] = None,
+    ) -> None:
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.reduction_threads = reduction_threads
+        self._finish_init()
+
+    def _check_hyperparameters(self) -> None:
+        _check_adam_like(self.beta_1, self.beta_2, self.epsilon)
+        _check_reduction_threads(self.reduction_threads)
+
+    def _reduction_threads(self) -> int:
+        return _resolve_reduction_threads(self.reduction_threads)
+
+    def _coefficients(self, T, learning_rate, step):
+        return _lamb_coefficients(T, learning_rate, self.beta_1, self.beta_2, self.epsilon, step)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
+                "epsilon": self.epsilon, "reduction_threads": self.reduction_threads}
+
+
 # ------------------------------------------------------------------ functional forms
 
 _FUNCTIONAL_NAMES = ("param", "grad")
 
 
-def _call_one(kernel: str, names: Sequence[str], param, grad, slots, c32, c64, d32, d64) -> None:
+def _call_one(kernel: str, names: Sequence[str], param, grad, slots, c32, c64, d32, d64,
+              reduction_threads: int = 1) -> None:
     """One tensor through the generic binding; its error messages name this function's
     arguments ("param", "momentum", ...) instead of the multi-tensor lists'."""
     try:
-        _core.elementwise_multi(kernel, [param], [grad], [[s] for s in slots], c32, c64, d32, d64, None)
+        _core.elementwise_multi(kernel, [param], [grad], [[s] for s in slots], c32, c64, d32, d64, None,
+                                0, reduction_threads)
     except (TypeError, ValueError) as e:
         msg = str(e).replace("params[0]", "param").replace("grads[0]", "grad")
         for k, n in enumerate(names):
@@ -526,3 +874,92 @@ def nadam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarr
               _decay(weight_decay, learning_rate, np.float32, n32),
               _decay(weight_decay, learning_rate, np.float64, n64))
     return new
+
+
+def adagrad_update(param: np.ndarray, grad: np.ndarray, accumulator: np.ndarray, *,
+                   learning_rate: float = 0.001, epsilon: float = 1e-07,
+                   weight_decay: Optional[float] = None) -> None:
+    """Adagrad update of ``param`` in place, as keras.optimizers.Adagrad::
+
+        (weight_decay)  param = param - param * weight_decay * learning_rate
+        accumulator = accumulator + grad**2
+        param = param - (learning_rate * grad) / sqrt(accumulator + epsilon)
+
+    ``accumulator`` starts at Keras' ``initial_accumulator_value`` (0.1: ``np.full_like(param,
+    0.1)``; for float64 Keras starts at ``float64(float32(0.1))``).  Returns None."""
+    _check_common(learning_rate, weight_decay)
+    _nonnegative("epsilon", epsilon)
+    n32, n64 = _one_dtype(param)
+    c = lambda T: _adagrad_coefficients(T, learning_rate, epsilon)  # noqa: E731
+    _call_one("adagrad", ("accumulator",), param, grad, (accumulator,),
+              c(np.float32) if n32 else None, c(np.float64) if n64 else None,
+              _decay(weight_decay, learning_rate, np.float32, n32),
+              _decay(weight_decay, learning_rate, np.float64, n64))
+
+
+def adadelta_update(param: np.ndarray, grad: np.ndarray, accumulated_grad: np.ndarray,
+                    accumulated_delta_var: np.ndarray, *, learning_rate: float = 0.001,
+                    rho: float = 0.95, epsilon: float = 1e-07,
+                    weight_decay: Optional[float] = None) -> None:
+    """Adadelta update of ``param`` in place, as keras.optimizers.Adadelta (ag:
+    ``accumulated_grad``, ad: ``accumulated_delta_var``, both starting at zeros)::
+
+        (weight_decay)  param = param - param * weight_decay * learning_rate
+        ag = rho * ag + (1 - rho) * grad**2
+        delta = -((sqrt(ad + epsilon) * grad) / sqrt(ag + epsilon))
+        ad = rho * ad + (1 - rho) * delta**2
+        param = param + learning_rate * delta
+
+    Returns None."""
+    _check_common(learning_rate, weight_decay)
+    _check_adadelta(rho, epsilon)
+    n32, n64 = _one_dtype(param)
+    c = lambda T: _adadelta_coefficients(T, learning_rate, rho, epsilon)  # noqa: E731
+    _call_one("adadelta", ("accumulated_grad", "accumulated_delta_var"), param, grad,
+              (accumulated_grad, accumulated_delta_var),
+              c(np.float32) if n32 else None, c(np.float64) if n64 else None,
+              _decay(weight_decay, learning_rate, np.float32, n32),
+              _decay(weight_decay, learning_rate, np.float64, n64))
+
+
+def ftrl_update(param: np.ndarray, grad: np.ndarray, accumulator: np.ndarray, linear: np.ndarray, *,
+                learning_rate: float = 0.001, learning_rate_power: float = -0.5,
+                l1_regularization_strength: float = 0.0, l2_regularization_strength: float = 0.0,
+                l2_shrinkage_regularization_strength: float = 0.0, beta: float = 0.0,
+                weight_decay: Optional[float] = None) -> None:
+    """FTRL-Proximal update of ``param`` in place, as keras.optimizers.Ftrl executing eagerly
+    (see :class:`Ftrl`; ``accumulator`` starts at Keras' ``initial_accumulator_value``,
+    ``linear`` at zeros).  ``param`` is one whole tensor: TensorFlow's Pow depends on an
+    element's position in it.  Returns None."""
+    _check_common(learning_rate, weight_decay)
+    _check_ftrl(learning_rate_power, 0.0, l1_regularization_strength, l2_regularization_strength,
+                l2_shrinkage_regularization_strength, beta)
+    n32, n64 = _one_dtype(param)
+    c = lambda T: _ftrl_coefficients(  # noqa: E731
+        T, learning_rate, learning_rate_power, l1_regularization_strength,
+        l2_regularization_strength, l2_shrinkage_regularization_strength, beta)
+    _call_one("ftrl", ("accumulator", "linear"), param, grad, (accumulator, linear),
+              c(np.float32) if n32 else None, c(np.float64) if n64 else None,
+              _decay(weight_decay, learning_rate, np.float32, n32),
+              _decay(weight_decay, learning_rate, np.float64, n64))
+
+
+def lamb_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, *, step: int,
+                learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
+                epsilon: float = 1e-07, weight_decay: Optional[float] = None,
+                reduction_threads: Optional[int] = None) -> None:
+    """Lamb update of ``param`` in place, as keras.optimizers.Lamb executing eagerly; ``step``
+    is the 1-based count of this update (t); ``param`` is one whole tensor (its norm is Keras'
+    trust ratio).  ``reduction_threads``: TensorFlow's intra-op thread count, which decides the
+    order of the norms' sums (see :class:`Lamb`; None: TensorFlow's default).  Returns None."""
+    _check_common(learning_rate, weight_decay)
+    _check_adam_like(beta_1, beta_2, epsilon)
+    _check_reduction_threads(reduction_threads)
+    step = _check_step(step)
+    n32, n64 = _one_dtype(param)
+    c = lambda T: _lamb_coefficients(T, learning_rate, beta_1, beta_2, epsilon, step)  # noqa: E731
+    _call_one("lamb", ("m", "v"), param, grad, (m, v),
+              c(np.float32) if n32 else None, c(np.float64) if n64 else None,
+              _decay(weight_decay, learning_rate, np.float32, n32),
+              _decay(weight_decay, learning_rate, np.float64, n64),
+              _resolve_reduction_threads(reduction_threads))

@@ -462,3 +462,390 @@ def test_defaults_and_config_match_keras(kind):
             assert theirs[key] == pytest.approx(value) if value is not None else theirs[key] is None, key
     assert ours["name"] == kind
     assert getattr(pyoptim, kind).from_config(ours).get_config() == ours
+
+
+# ---------------------------------------------------------------- Adagrad, Adadelta, Ftrl, Lamb
+# The same comparisons for the kernels with initial accumulators (Adagrad, Ftrl), TensorFlow's
+# position-dependent Pow (Ftrl, Lamb: Eigen's packet pow on whole AVX packets, libm's on the
+# tensor's last n % P elements) and whole-tensor norms in TensorFlow's reduce_sum order (Lamb).
+
+KINDS2 = ("Adagrad", "Adadelta", "Ftrl", "Lamb")
+SLOT_ATTRS.update({
+    "Adagrad": {"accumulators": "_accumulators"},
+    "Adadelta": {"accumulated_grads": "_accumulated_grads",
+                 "accumulated_delta_vars": "_accumulated_delta_vars"},
+    "Ftrl": {"accumulators": "_accumulators", "linears": "_linears"},
+    "Lamb": {"momentums": "_momentums", "velocities": "_velocities"},
+})
+# Lamb: a float32 tensor above 108388 elements (and float64 above 54194), whose reduce_sum
+# TensorFlow splits between its intra-op threads.
+LAMB_LENGTHS = (1, 7, 1003, 120011)
+_REGS = {"l1_regularization_strength": 0.01, "l2_regularization_strength": 0.02,
+         "l2_shrinkage_regularization_strength": 0.03, "beta": 0.5}
+_DECAY = {"weight_decay": 0.05, "exclude": (1, 3)}
+CONFIGS2 = {
+    "Adagrad": {
+        "defaults": {},
+        "hyper": {"learning_rate": 0.05, "initial_accumulator_value": 0.3, "epsilon": 1e-3},
+        "decay": {"learning_rate": 0.01, **_DECAY},
+        "schedule": {"learning_rate": "schedule", "initial_accumulator_value": 1.0},
+        "clipnorm": {"learning_rate": 0.01, "clipnorm": 0.5},
+    },
+    "Adadelta": {
+        "defaults": {},
+        "hyper": {"learning_rate": 1.0, "rho": 0.8, "epsilon": 1e-5},
+        "decay": {"learning_rate": 0.5, **_DECAY},
+        "schedule": {"learning_rate": "schedule", "rho": 0.9},
+    },
+    "Ftrl": {
+        "defaults": {},  # learning_rate_power -0.5
+        "power_0.6": {"learning_rate": 0.05, "learning_rate_power": -0.6,
+                      "initial_accumulator_value": 0.2, **_REGS},
+        "power_1": {"learning_rate": 0.05, "learning_rate_power": -1.0, **_REGS},
+        "power_0": {"learning_rate": 0.05, "learning_rate_power": 0.0, **_REGS},
+        "decay": {"learning_rate": 0.05, **_REGS, **_DECAY},
+        "clipvalue": {"learning_rate": 0.01, "l2_regularization_strength": 0.01, "clipvalue": 0.1},
+    },
+    "Lamb": {
+        "defaults": {},
+        "hyper": {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.95, "epsilon": 1e-6},
+        "decay": {"learning_rate": 0.01, **_DECAY},
+        "schedule": {"learning_rate": "schedule"},
+    },
+}
+CASES2 = [(k, c) for k in KINDS2 for c in CONFIGS2[k]]
+
+
+def _kwargs2(kind, config):
+    kw = {k: v for k, v in CONFIGS2[kind][config].items() if k != "exclude"}
+    if kw.get("learning_rate") == "schedule":
+        kw["learning_rate"] = _schedule()
+    return kw
+
+
+def lengths2(kind, config):
+    """Lamb's defaults and decay runs have a tensor TensorFlow sums in shards; Ftrl's Pow and
+    the other Lamb runs need no tensor above 30011 elements (the Pow emulation is scalar code,
+    the slow part of this file)."""
+    if kind == "Lamb" and config in ("defaults", "decay"):
+        return LAMB_LENGTHS
+    if kind in ("Ftrl", "Lamb") or "clipnorm" in CONFIGS2[kind][config]:
+        return CLIP_LENGTHS
+    return LENGTHS
+
+
+@functools.lru_cache(maxsize=None)
+def keras_run2(kind, config, dtype_name):
+    """keras.optimizers.<kind> run eagerly (default threading); (params, slots, variables)."""
+    params, grads = data(dtype_name, sizes=lengths2(kind, config))
+    opt = getattr(keras.optimizers, kind)(**_kwargs2(kind, config))
+    variables = [keras.Variable(p.copy(), dtype=dtype_name) for p in params]
+    exclude = CONFIGS2[kind][config].get("exclude")
+    if exclude:
+        opt.exclude_from_weight_decay(var_list=[variables[i] for i in exclude])
+    for step in grads:
+        opt.apply([tf.constant(g) for g in step], variables)
+    slots = {name: [np.asarray(v.numpy()) for v in getattr(opt, attr)]
+             for name, attr in SLOT_ATTRS[kind].items()}
+    all_vars = [np.asarray(v.numpy()) for v in opt.variables if "learning_rate" not in v.path]
+    return [np.asarray(v.numpy()) for v in variables], slots, all_vars
+
+
+def ours_run2(kind, config, dtype_name, steps=STEPS, **extra):
+    params, grads = data(dtype_name, sizes=lengths2(kind, config))
+    opt = getattr(pyoptim, kind)(**_kwargs2(kind, config), **extra)
+    ps = [p.copy() for p in params]
+    exclude = CONFIGS2[kind][config].get("exclude")
+    if exclude:
+        opt.exclude_from_weight_decay(indices=list(exclude))
+    for step in grads[:steps]:
+        opt.apply(step, ps)
+    return opt, ps
+
+
+def assert_matches_keras2(kind, config, dtype_name, opt, ps, what=""):
+    kp, kslots, kvars = keras_run2(kind, config, dtype_name)
+    assert opt.iterations == STEPS
+    for i, (a, b) in enumerate(zip(ps, kp)):
+        assert_same_bits(a, b, f"params[{i}] {what}")
+    slots = opt.state_dict()["slots"]
+    assert list(slots) == list(kslots)
+    for name in kslots:
+        for i, (a, b) in enumerate(zip(slots[name], kslots[name])):
+            assert_same_bits(a, b, f"{name}[{i}] {what}")
+    ours = opt.variables  # Keras' order: iterations, then the slots interleaved per variable
+    assert len(ours) == len(kvars)
+    for i, (a, b) in enumerate(zip(ours, kvars)):
+        assert a.shape == b.shape and a.tobytes() == b.astype(a.dtype).tobytes(), f"variables[{i}]"
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+@pytest.mark.parametrize("kind,config", CASES2)
+def test_matches_keras_bitwise_2(kind, config, dtype_name, all_isas):
+    for isa in all_isas:
+        pyoptim.set_isa(isa)
+        opt, ps = ours_run2(kind, config, dtype_name)
+        assert_matches_keras2(kind, config, dtype_name, opt, ps, f"({isa})")
+
+
+@pytest.mark.parametrize("value", [0.1, 0.3, 1])
+@pytest.mark.parametrize("kind", ["Adagrad", "Ftrl"])
+def test_initial_accumulators_are_keras_constants(kind, value):
+    """initializers.Constant(0.1) goes through float32: float64 state starts at
+    float64(float32(0.1)), as Keras' does."""
+    for dtype_name in ("float32", "float64"):
+        theirs = getattr(keras.optimizers, kind)(initial_accumulator_value=value)
+        theirs.build([keras.Variable(np.zeros(3, dtype_name), dtype=dtype_name)])
+        ours = getattr(pyoptim, kind)(initial_accumulator_value=value)
+        ours.apply([None], [np.zeros(3, dtype_name)])
+        assert_same_bits(ours.slots["accumulators"][0], theirs._accumulators[0].numpy(), dtype_name)
+    assert ours.slots["accumulators"][0][0] == np.float64(np.float32(value))
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_ftrl_l1_zero_clip_bound_is_eager_keras_plus_zero(dtype_name, all_isas):
+    """With l1 = 0 and a linear of exactly +0.0 (zero parameter, zero gradient) Keras' clip to
+    [-0.0, 0.0] gives -0.0 on the packet lanes when the lower bound is -0.0; executing eagerly
+    Keras gets +0.0 for it (TensorFlow's scalar cache), and so does pyoptim."""
+    p0 = np.zeros(37, dtype_name)
+    g = np.ones(37, dtype_name)
+    g[::3] = 0
+    var = keras.Variable(p0.copy(), dtype=dtype_name)
+    keras.optimizers.Ftrl().apply([tf.constant(g)], [var])
+    assert not np.signbit(var.numpy()[::3]).any()  # the +0.0 bound (-0.0: -0.0 on the packets)
+    for isa in all_isas:
+        pyoptim.set_isa(isa)
+        p = p0.copy()
+        pyoptim.Ftrl().apply([g], [p])
+        assert_same_bits(p, var.numpy(), f"Ftrl l1=0 ({isa})")
+
+
+def test_ftrl_and_lamb_nan_inf_and_tiny_like_keras(all_isas):
+    """NaN and infinities propagate as in Keras; tiny values go through TensorFlow's FTZ/DAZ."""
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal(45).astype(np.float32)
+    p0[4] = 1e-39  # subnormal
+    grads = [rng.standard_normal(45).astype(np.float32) for _ in range(3)]
+    grads[0][3], grads[1][5], grads[2][41], grads[1][0] = np.nan, np.inf, -np.inf, 1e-30
+    grads[0][10] = 3e-39
+    for kind, kw in (("Ftrl", {"learning_rate": 0.1, "learning_rate_power": -0.7, **_REGS}),
+                     ("Lamb", {"learning_rate": 0.1}), ("Adagrad", {}), ("Adadelta", {})):
+        opt = getattr(keras.optimizers, kind)(**kw)
+        var = keras.Variable(p0.copy())
+        for g in grads[:2] if kind == "Lamb" else grads:  # Lamb: NaN everywhere after an inf
+            opt.apply([tf.constant(g)], [var])
+        for isa in all_isas:
+            pyoptim.set_isa(isa)
+            ours = getattr(pyoptim, kind)(**kw)
+            p = p0.copy()
+            for g in grads[:2] if kind == "Lamb" else grads:
+                ours.apply([g], [p])
+            theirs = var.numpy()
+            assert np.array_equal(p, theirs, equal_nan=True), f"{kind} param ({isa})"
+            if kind == "Adadelta":
+                # Every non-NaN bit.  A NaN's sign: Adadelta's -q is TensorFlow's Neg (the sign
+                # bit flipped, NaN included: elementwise.hpp's negate_tf), but where both operands
+                # of an addition are NaN the result is one of them, and which one depends on the
+                # operand order the compiler picks (1 of these 3 NaNs differs in sign).
+                real = ~np.isnan(theirs)
+                assert np.isnan(p).sum() == 3
+                assert_same_bits(p[real], theirs[real], f"{kind} param ({isa})")
+            else:
+                assert_same_bits(p, theirs, f"{kind} param ({isa})")
+
+
+def test_ftrl_many_steps_and_powers_match_keras():
+    rng = np.random.default_rng(8)
+    p0 = rng.standard_normal(29).astype(np.float32)
+    grads = [rng.standard_normal(29).astype(np.float32) for _ in range(25)]
+    for power in (-0.5, -0.6, -1.0, 0.0, -0.25):
+        kw = {"learning_rate": 0.05, "learning_rate_power": power, **_REGS}
+        opt, ours = keras.optimizers.Ftrl(**kw), pyoptim.Ftrl(**kw)
+        var, p = keras.Variable(p0.copy()), p0.copy()
+        for g in grads:
+            opt.apply([tf.constant(g)], [var])
+            ours.apply([g], [p])
+        assert_same_bits(p, var.numpy(), f"Ftrl power {power}")
+
+
+def test_functional_forms_equal_the_classes_2():
+    params, grads = data("float32")
+    p0 = params[2]
+    for kind in KINDS2:
+        kw = {"learning_rate": 0.01, "weight_decay": 0.01}
+        opt = getattr(pyoptim, kind)(**kw)
+        a, b = p0.copy(), p0.copy()
+        opt.apply([None], [a])  # builds the slots
+        s = [opt.slots[name][0].copy() for name in opt._slot_names]
+        for t, step in enumerate(grads, start=1):
+            opt.apply([step[2]], [a])
+            if kind == "Adagrad":
+                assert pyoptim.adagrad_update(b, step[2], s[0], **kw) is None
+            elif kind == "Adadelta":
+                pyoptim.adadelta_update(b, step[2], s[0], s[1], **kw)
+            elif kind == "Ftrl":
+                pyoptim.ftrl_update(b, step[2], s[0], s[1], **kw)
+            else:
+                pyoptim.lamb_update(b, step[2], s[0], s[1], step=opt.iterations, **kw)
+        assert_same_bits(b, a, f"{kind} functional")
+        for name, arr in zip(opt._slot_names, s):
+            assert_same_bits(arr, opt.slots[name][0], f"{kind} {name}")
+
+
+def test_lamb_reduction_threads_is_tensorflow_s_intra_op_count():
+    """The default (None) is TensorFlow's default thread count (this process's CPUs: the Keras
+    runs above use it); an explicit count is honoured: here TensorFlow runs with 3 intra-op
+    threads (set before it starts, so in a subprocess) and Lamb(reduction_threads=3) gives
+    Keras' bits, which 1 and 2 do not (for these data, chosen so that every order rounds the
+    trust ratio differently; 200003 elements: 3 shards in float32 and float64)."""
+    import json
+    import os
+
+    from test_keras import _run_python
+
+    assert pyoptim.Lamb()._reduction_threads() == len(os.sched_getaffinity(0))
+    out = _run_python("""
+        import json, numpy as np, tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(3)
+        import keras, pyoptim
+        res = {}
+        for dt, seed in (("float32", 1), ("float64", 6)):
+            rng = np.random.default_rng(seed)
+            n = 200003
+            p0 = (rng.standard_normal(n) * 10.0 ** rng.uniform(-2, 2, n)).astype(dt)
+            grads = [(rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 1, n)).astype(dt)
+                     for _ in range(4)]
+            opt, var = keras.optimizers.Lamb(learning_rate=0.1), keras.Variable(p0.copy())
+            for g in grads:
+                opt.apply([tf.constant(g)], [var])
+            for t in (1, 2, 3):
+                ours, p = pyoptim.Lamb(learning_rate=0.1, reduction_threads=t), p0.copy()
+                for g in grads:
+                    ours.apply([g], [p])
+                res[f"{dt}/{t}"] = p.tobytes() == var.numpy().tobytes()
+        print(json.dumps(res))
+    """)
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res == {"float32/1": False, "float32/2": False, "float32/3": True,
+                   "float64/1": False, "float64/2": False, "float64/3": True}, res
+
+
+def test_lamb_explicit_default_count_equals_none():
+    _, ps = ours_run2("Lamb", "defaults", "float32")
+    import os
+    _, explicit = ours_run2("Lamb", "defaults", "float32", reduction_threads=len(os.sched_getaffinity(0)))
+    for i, (a, b) in enumerate(zip(ps, explicit)):
+        assert_same_bits(a, b, f"params[{i}]")
+
+
+@pytest.mark.parametrize("kind", KINDS2)
+def test_state_dict_round_trip_is_bit_exact_2(kind):
+    config = "decay"
+    _, straight = ours_run2(kind, config, "float32")
+    params, grads = data("float32", sizes=lengths2(kind, config))
+    first = getattr(pyoptim, kind)(**_kwargs2(kind, config))
+    first.exclude_from_weight_decay(indices=[1, 3])
+    ps = [p.copy() for p in params]
+    for step in grads[:2]:
+        first.apply(step, ps)
+    state = first.state_dict()
+    second = getattr(pyoptim, kind)()
+    second.load_state_dict(state)
+    second.exclude_from_weight_decay(indices=[1, 3])
+    assert second.iterations == 2 and second.get_config() == {**first.get_config(), "name": kind}
+    for step in grads[2:]:
+        second.apply(step, ps)
+    for i, (a, b) in enumerate(zip(ps, straight)):
+        assert_same_bits(a, b, f"resumed params[{i}]")
+
+
+@pytest.mark.parametrize("kind", KINDS2)
+def test_defaults_and_config_match_keras_2(kind):
+    ours = getattr(pyoptim, kind)().get_config()
+    theirs = getattr(keras.optimizers, kind)().get_config()
+    for key, value in ours.items():
+        if key in ("name", "reduction_threads"):
+            continue
+        assert (theirs[key] == pytest.approx(value)) if value is not None else theirs[key] is None, key
+    assert ours["name"] == kind
+    assert getattr(pyoptim, kind).from_config(ours).get_config() == ours
+
+
+@pytest.mark.parametrize(
+    "kind,kwargs,error,pattern",
+    [
+        ("Adagrad", {"epsilon": -1.0}, ValueError, r"epsilon must be finite and >= 0"),
+        ("Adagrad", {"initial_accumulator_value": float("nan")}, ValueError,
+         r"initial_accumulator_value must be finite"),
+        ("Adadelta", {"rho": 1.5}, ValueError, r"rho must be in \[0, 1\]"),
+        ("Adadelta", {"rho": "x"}, TypeError, r"rho must be a real number"),
+        ("Ftrl", {"learning_rate_power": 0.5}, ValueError,
+         r"`learning_rate_power` needs to be negative or zero\. Received: learning_rate_power=0\.5"),
+        ("Ftrl", {"initial_accumulator_value": -0.1}, ValueError,
+         r"`initial_accumulator_value` needs to be positive or zero"),
+        ("Ftrl", {"l1_regularization_strength": -1.0}, ValueError, r"`l1_regularization_strength`"),
+        ("Ftrl", {"l2_regularization_strength": -1.0}, ValueError, r"`l2_regularization_strength`"),
+        ("Ftrl", {"l2_shrinkage_regularization_strength": -1.0}, ValueError,
+         r"`l2_shrinkage_regularization_strength` needs to be positive"),
+        ("Ftrl", {"beta": float("inf")}, ValueError, r"beta must be finite"),
+        ("Ftrl", {"beta": None}, TypeError, r"beta must be a real number"),
+        ("Lamb", {"beta_1": 1.0}, ValueError, r"beta_1 must be in \[0, 1\)"),
+        ("Lamb", {"reduction_threads": 0}, ValueError, r"reduction_threads must be None or an int >= 1"),
+        ("Lamb", {"reduction_threads": 2.0}, TypeError, r"reduction_threads must be None or an int"),
+        ("Lamb", {"reduction_threads": True}, TypeError, r"reduction_threads must be None or an int"),
+    ],
+)
+def test_bad_hyperparameters_2(kind, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        getattr(pyoptim, kind)(**kwargs)
+
+
+def test_bad_reduction_threads_in_the_binding_and_the_functional_form():
+    p, g = np.ones(5, np.float32), np.ones(5, np.float32)
+    m, v = np.zeros(5, np.float32), np.zeros(5, np.float32)
+    coeffs = [0.1, 0.001, 0.1, 0.001, 1e-7, 0.01]
+    for bad, error in ((0, ValueError), (-3, ValueError), (1.0, TypeError), (None, TypeError),
+                       (2**40, ValueError)):
+        with pytest.raises(error, match=r"reduction_threads must be"):
+            _core.elementwise_multi("lamb", [p], [g], [[m], [v]], coeffs, None, reduction_threads=bad)
+    with pytest.raises(ValueError, match=r"reduction_threads must be None or an int >= 1"):
+        pyoptim.lamb_update(p, g, m, v, step=1, reduction_threads=0)
+    with pytest.raises(ValueError, match=r"^accumulator has shape \(4,\)"):
+        pyoptim.ftrl_update(p, g, np.zeros(4, np.float32), m)
+    with pytest.raises(ValueError, match=r"^accumulated_delta_var is read-only"):
+        v.flags.writeable = False
+        pyoptim.adadelta_update(p, g, m, v)
+    assert_same_bits(p, np.ones(5, np.float32), "untouched")
+    assert_same_bits(m, np.zeros(5, np.float32), "untouched")
+    opt = pyoptim.Lamb()
+    with pytest.raises(ValueError, match=r"reduction_threads"):
+        opt.reduction_threads = -1
+    assert opt.reduction_threads is None
+
+
+@pytest.mark.parametrize("kind", KINDS2)
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_half_params_run_in_float32_and_round_once_2(kind, half, isa):
+    if half == "bfloat16":
+        ml_dtypes = pytest.importorskip("ml_dtypes")
+        hdt = np.dtype(ml_dtypes.bfloat16)
+    else:
+        hdt = np.dtype(np.float16)
+    rng = np.random.default_rng(11)
+    p = rng.standard_normal(1003).astype(hdt)
+    grads = [rng.standard_normal(1003).astype(hdt) for _ in range(3)]
+    ours = getattr(pyoptim, kind)(learning_rate=0.01, weight_decay=0.01)
+    ref = getattr(pyoptim, kind)(learning_rate=0.01, weight_decay=0.01)
+    q = p.astype(np.float32)
+    for g in grads:
+        ours.apply([g], [p])
+        if kind == "Lamb":  # the decayed param is stored (rounded) before its norm is taken
+            q = (q - q * np.float32(0.01) * np.float32(0.01)).astype(hdt).astype(np.float32)
+            ref.weight_decay = None
+        ref.apply([g.astype(np.float32)], [q])
+        ref.weight_decay = 0.01
+        q = q.astype(hdt).astype(np.float32)
+        assert_same_bits(p.astype(np.float32), q, f"{half} param")
+        for name in ours._slot_names:
+            assert ours.slots[name][0].dtype == np.float32
+            assert_same_bits(ours.slots[name][0], ref.slots[name][0], f"{half} {name}")
