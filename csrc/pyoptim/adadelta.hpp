@@ -49,7 +49,7 @@ struct Adadelta {
   // The rest, given q = (sqrt(ad + eps) * g) / sqrt(ag + eps) (or its graph form).
   template <class T>
   static PYOPTIM_ALWAYS_INLINE T finish(T p, T q, index_t i, T* ad, const T* c) {
-    const T delta = -q;
+    const T delta = negate_tf(q);
     ad[i] = c[1] * ad[i] + c[2] * (delta * delta);
     return p + c[0] * delta;
   }
@@ -90,12 +90,12 @@ struct Adadelta {
       const T rms_ad = std::sqrt(ad[x] + eps), rms_ag = std::sqrt(a + eps);
       T sum_d = T(0);
       for (index_t q = 0; q < count; ++q) {
-        const T delta = -((rms_ad * slices[q][x]) / rms_ag);
+        const T delta = negate_tf((rms_ad * slices[q][x]) / rms_ag);
         sum_d = sum_d + omr * (delta * delta);
       }
       ad[x] = rho * ad[x] + sum_d;
       for (index_t q = 0; q < count; ++q) {
-        const T delta = -((rms_ad * slices[q][x]) / rms_ag);
+        const T delta = negate_tf((rms_ad * slices[q][x]) / rms_ag);
         p[x] = p[x] + lr * delta;
       }
     }

@@ -54,6 +54,8 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "common.hpp"
@@ -125,6 +127,19 @@ inline void split_tf_tail(int variant, index_t b, index_t e, index_t n, const F&
   } else {
     f(variant, b, e);
   }
+}
+
+// TensorFlow's Neg: the sign bit flipped, NaN included.  (Written on the bits: the compiler may
+// fold an arithmetic -x into the following operation, a + b * -x into a - b * x, which gives a
+// NaN the other sign.)
+template <class T>
+PYOPTIM_ALWAYS_INLINE T negate_tf(T x) {
+  using U = typename std::conditional<sizeof(T) == 4, std::uint32_t, std::uint64_t>::type;
+  U u;
+  std::memcpy(&u, &x, sizeof u);
+  u ^= U(1) << (sizeof(T) * 8 - 1);
+  std::memcpy(&x, &u, sizeof u);
+  return x;
 }
 
 // Keras' maximum (TensorFlow's Maximum): NaN in either operand gives NaN.

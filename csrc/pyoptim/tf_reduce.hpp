@@ -41,9 +41,8 @@
 //    = scalar + predux(paccum0), predux adding halves (AVX/Reductions.h, SSE/Reductions.h:
 //    lo128 + hi128, then [a0+a2, a1+a3], then (a0+a2) + (a1+a3)).
 //
-// P = 32 bytes / sizeof(T) on x86-64 (TensorFlow's x86-64 wheels are compiled for AVX: 8
-// float32, 4 float64, even on AVX-512 CPUs), 16 bytes on aarch64 (NEON).  Override with
-// -DPYOPTIM_TF_PACKET_BYTES=... .
+// P = 32 bytes / sizeof(T) (TensorFlow's x86-64 wheels are compiled for AVX: 8 float32, 4
+// float64, even on AVX-512 CPUs).
 //
 // Every addition here is a plain IEEE addition in T on arrays of lanes, so the result does not
 // depend on whether or how the compiler vectorises it — PROVIDED no fused multiply-add is
@@ -60,15 +59,13 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
+// The packet of TensorFlow's x86-64 wheels (AVX, 32 bytes), on every platform: pyoptim's
+// kernels give the same bits everywhere, and TensorFlow's own order is only modelled (and
+// checked, tests/test_tf_emulation.py) for its x86-64 build; an aarch64 TensorFlow (NEON, 16
+// bytes) would differ, which pyoptim.keras' first-use check detects.
 #ifndef PYOPTIM_TF_PACKET_BYTES
-#if defined(__aarch64__) || defined(_M_ARM64)
-#define PYOPTIM_TF_PACKET_BYTES 16
-#else
 #define PYOPTIM_TF_PACKET_BYTES 32
 #endif
-#endif
-
-#include "common.hpp"
 
 namespace pyoptim {
 inline namespace PYOPTIM_ISA {  // see common.hpp

@@ -206,6 +206,30 @@ void all_variants(const char* type,
   }
 }
 
+// Every element-wise kernel of the table (elementwise_kernels.hpp), each variant, with and
+// without weight decay: coefficients in (0.05, 0.95) from the generator (a kernel's bits, not
+// Keras' values, are what this compares).
+template <class T, class P>
+void elementwise_variants(const char* type, pyoptim::ElementwiseFn<T> pyoptim::ElementwiseEntry::*fn) {
+  const pyoptim::KernelTable& kt = pyoptim::active_kernels();
+  for (int k = 0; k < pyoptim::kElementwiseCount; ++k) {
+    const pyoptim::ElementwiseEntry& e = kt.elementwise[k];
+    Rng rng{101u + static_cast<unsigned>(k)};
+    std::vector<T> coeffs(e.coeffs);
+    for (auto& c : coeffs) c = static_cast<T>(0.5 + 0.45 * std::tanh(rng.value(1.0)));
+    for (int variant = 0; variant < e.variants; ++variant) {
+      for (int decay = 0; decay < 2; ++decay) {
+        pyoptim::ElementwiseCoeffs<T> c{coeffs.data(), static_cast<T>(0.004), static_cast<T>(0.01)};
+        auto step = [&](const Segment& s, int t) { (e.*fn)(&s, 1, t, c, variant, decay != 0); };
+        const unsigned seed = 53u + 7u * static_cast<unsigned>(k) + static_cast<unsigned>(variant);
+        const auto one = run<T, P>(seed, 1, step), two = run<T, P>(seed, 2, step);
+        std::printf("%s %s variant=%d decay=%d %s%s\n", type, e.name, variant, decay, one.c_str(),
+                    one == two ? "" : " THREADS-DIFFER");
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -230,5 +254,9 @@ int main(int argc, char** argv) {
   adam8bit_variants<double, double>("float64", kt.adam8bit_f64);
   adam8bit_variants<float, pyoptim::Float16>("float16", kt.adam8bit_f16);
   adam8bit_variants<float, pyoptim::BFloat16>("bfloat16", kt.adam8bit_bf16);
+  elementwise_variants<float, float>("float32", &pyoptim::ElementwiseEntry::f32);
+  elementwise_variants<double, double>("float64", &pyoptim::ElementwiseEntry::f64);
+  elementwise_variants<float, pyoptim::Float16>("float16", &pyoptim::ElementwiseEntry::f16);
+  elementwise_variants<float, pyoptim::BFloat16>("bfloat16", &pyoptim::ElementwiseEntry::bf16);
   return 0;
 }
