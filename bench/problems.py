@@ -28,6 +28,24 @@ HYPER: Dict[str, Dict[str, float]] = {
     "lazyadam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
 }
 
+#: The element-wise optimizers of the ``elementwise`` part (bench/elementwise.py): Keras' defaults
+#: (keras.optimizers.<Class>() with no argument; bench/elementwise.py checks these against the
+#: installed Keras' signatures and records any difference).
+ELEMENTWISE_OPTIMIZERS: Tuple[str, ...] = ("adadelta", "adagrad", "adamax", "ftrl", "lamb", "lion", "nadam")
+ELEMENTWISE_CLASSES: Dict[str, str] = {"adadelta": "Adadelta", "adagrad": "Adagrad", "adamax": "Adamax",
+                                       "ftrl": "Ftrl", "lamb": "Lamb", "lion": "Lion", "nadam": "Nadam"}
+HYPER.update({
+    "adadelta": {"learning_rate": 0.001, "rho": 0.95, "epsilon": 1e-7},
+    "adagrad": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
+    "adamax": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+    "ftrl": {"learning_rate": 0.001, "learning_rate_power": -0.5, "initial_accumulator_value": 0.1,
+             "l1_regularization_strength": 0.0, "l2_regularization_strength": 0.0,
+             "l2_shrinkage_regularization_strength": 0.0, "beta": 0.0},
+    "lamb": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+    "lion": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.99},
+    "nadam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+})
+
 #: Optimizers of the sparse-gradient cases (an Embedding's ``tf.IndexedSlices`` gradient): the zoo's
 #: ``embedding`` model and the apply_gradients comparison of ``bench/sparse_apply.py``.
 SPARSE_OPTIMIZERS: Tuple[str, ...] = ("adam", "rmsprop_momentum", "sgd", "sgd_no_momentum", "lazyadam")

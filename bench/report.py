@@ -46,9 +46,10 @@ def _target(name: str, goal: str, measured: Optional[float], unit: str, ok: Opti
 
 
 def targets(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
-            adamw: Optional[Dict[str, Any]] = None, eightbit: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
-    """The targets of issue 5, [fused-step] and [low-bit-state], evaluated on this run (reported,
-    never asserted)."""
+            adamw: Optional[Dict[str, Any]] = None, eightbit: Optional[Dict[str, Any]] = None,
+            elementwise: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+    """The targets of issue 5, [fused-step], [low-bit-state] and the element-wise optimizers',
+    evaluated on this run (reported, never asserted)."""
     out: List[Dict[str, Any]] = []
     r = _find(micro, "adam", "1e7", "pyoptim.fn")
     frac = r.get("roofline_fraction") if r else None
@@ -96,7 +97,154 @@ def targets(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
                        None if ratio is None else ratio >= 2.0, detail))
     out.append(_adamw_target(adamw))
     out.extend(eightbit_targets(eightbit))
+    out.extend(elementwise_targets(elementwise))
     return out
+
+
+#: The element-wise optimizers' targets: (summary key, case, goal, threshold, unit, name suffix).
+ELEMENTWISE_TARGETS = (
+    ("apply_roofline_fraction", "1e7", ">= 0.85 (roofline time / pyoptim.apply time)", 0.85, "fraction",
+     "apply_1e7_roofline_fraction"),
+    ("keras_over_pyoptim_keras", "1e7", ">= 3.7x (keras / pyoptim.keras, tf.function)", 3.7, "x",
+     "keras_path_1e7"),
+    ("eager_keras_over_pyoptim_keras", "100x1e3", ">= 30x (keras.eager / pyoptim.keras.eager)", 30.0, "x",
+     "eager_100x1e3"),
+)
+
+
+def _ew_rows(ew: Dict[str, Any], opt: str, case: str) -> Dict[str, Dict[str, Any]]:
+    return {r["impl"]: r for r in ew["rows"] if r["optimizer"] == opt and r["case"] == case}
+
+
+def _ew_why(ew: Dict[str, Any], opt: str, case: str, impls: Iterable[str]) -> str:
+    rows = _ew_rows(ew, opt, case)
+    why = [f"{i}: {rows[i].get('reason')}" for i in impls if i in rows and not rows[i].get("available")]
+    why += [f"{i} not in the run" for i in impls if i not in rows]
+    return "; ".join(why)
+
+
+_EW_PAIRS = {"apply_roofline_fraction": ("roofline", "pyoptim.apply"),
+             "keras_over_pyoptim_keras": ("keras", "pyoptim.keras"),
+             "eager_keras_over_pyoptim_keras": ("keras.eager", "pyoptim.keras.eager")}
+
+
+def elementwise_targets(ew: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per element-wise optimizer: pyoptim.apply >= 0.85 of its roofline at 1e7, keras /
+    pyoptim.keras >= 3.7x at 1e7 (tf.function), keras.eager / pyoptim.keras.eager >= 30x at
+    100x1e3.  A run without that case (``--quick``) reports the figure it has in the detail."""
+    if not ew:
+        return []
+    out = []
+    for opt in ew["optimizers"]:
+        cells = {s["case"]: s for s in ew["summary"] if s["optimizer"] == opt}
+        for key, case, goal, thr, unit, suffix in ELEMENTWISE_TARGETS:
+            name = f"{opt}_{suffix}"
+            a, b = _EW_PAIRS[key]
+            if case not in cells:
+                others = ", ".join(f"{c}: {s[key]:.3g}" for c, s in cells.items() if s.get(key) is not None)
+                out.append(_target(name, goal, None, unit, None,
+                                   f"not measured at {case}" + (f" (measured at {others})" if others else "")))
+                continue
+            x = cells[case].get(key)
+            rows = _ew_rows(ew, opt, case)
+            if x is None:
+                out.append(_target(name, goal, None, unit, None, "not measured: " + _ew_why(ew, opt, case, (a, b))))
+                continue
+            out.append(_target(name, goal, x, unit, x >= thr,
+                               f"{fmt_time(rows[a]['median_s'])} / {fmt_time(rows[b]['median_s'])}"))
+    return out
+
+
+def elementwise_ratios(ew: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per element-wise optimizer and case: keras / pyoptim.keras (tf.function and eager), the
+    roofline fraction of pyoptim.apply, and torch's Adagrad / pyoptim's."""
+    if not ew:
+        return []
+    out: List[Dict[str, Any]] = []
+    meanings = {"keras_over_pyoptim_keras": ("tf.function", "keras / pyoptim.keras, apply_gradients in tf.function (x)"),
+                "eager_keras_over_pyoptim_keras": ("eager", "keras.eager / pyoptim.keras.eager (x)"),
+                "apply_roofline_fraction": ("roofline_fraction", "roofline / pyoptim.apply (fraction; 1.0 = as fast "
+                                            "as moving its bytes)")}
+    for s in ew["summary"]:
+        opt, case = s["optimizer"], s["case"]
+        for key, (tag, meaning) in meanings.items():
+            a, b = _EW_PAIRS[key]
+            rows = _ew_rows(ew, opt, case)
+            x = s.get(key)
+            detail = (f"{fmt_time(rows[a]['median_s'])} / {fmt_time(rows[b]['median_s'])}" if x is not None
+                      else "not measured: " + _ew_why(ew, opt, case, (a, b)))
+            out.append(_ratio(f"{opt}_{case}_{tag}", x, meaning, detail))
+        if "torch_impl" in s:
+            t = s.get("torch_impl")
+            for ref in ("pyoptim.apply", "pyoptim.keras"):
+                x = s.get(f"torch_over_{ref.replace('.', '_')}")
+                rows = _ew_rows(ew, opt, case)
+                detail = (f"{t}: {fmt_time(rows[t]['median_s'])} / {fmt_time(rows[ref]['median_s'])}"
+                          if x is not None else "not measured: " + _ew_why(
+                              ew, opt, case, [i for i in ("torch.fused", "torch.foreach", ref) if i != t]))
+                out.append(_ratio(f"{opt}_{case}_torch_over_{ref}", x, f"torch.optim.Adagrad / {ref} (x)", detail))
+    return out
+
+
+def elementwise_table(ew: Optional[Dict[str, Any]]) -> str:
+    """One block per element-wise optimizer (every implementation per case, like the micro
+    table), then one line per optimizer and case with the ratios the targets use."""
+    if not ew:
+        return ""
+    lines: List[str] = []
+    head = (f"{'size':>9} {'implementation':<19} {'median':>10} {'IQR':>10} {'min':>10} {'GB/s':>7} {'roofline':>8} "
+            f"{'vs apply':>8}")
+    for opt in ew["optimizers"]:
+        lines += ["", f"== {opt} (element-wise; float32, {ew['bytes_per_element'][opt]} bytes/element; Keras' "
+                  "defaults; 'vs apply' = time / pyoptim.apply's) ==", head]
+        for case in ew["cases"]:
+            for r in _ew_rows(ew, opt, case).values():
+                if not r.get("available"):
+                    lines.append(f"{case:>9} {r['impl']:<19} unavailable: {str(r.get('reason', ''))[:80]}")
+                    continue
+                frac = f"{100 * r['roofline_fraction']:.0f}%" if r.get("roofline_fraction") is not None else "-"
+                ratio = f"{r['over_pyoptim_apply']:.2f}x" if r.get("over_pyoptim_apply") is not None else "-"
+                note = "  (Keras' update: fallback)" if r.get("fast_path") is False else ""
+                lines.append(f"{case:>9} {r['impl']:<19} {fmt_time(r['median_s']):>10} {fmt_time(r['iqr_s']):>10} "
+                             f"{fmt_time(r['min_s']):>10} {r['gbps']:>7.2f} {frac:>8} {ratio:>8}{note}")
+            lines.append("")
+    lines += ["== element-wise optimizers: ratios per case (keras/pk: keras / pyoptim.keras in tf.function; "
+              "eager: keras.eager / pyoptim.keras.eager; apply/roof: roofline / pyoptim.apply; torch: "
+              "torch.optim.Adagrad / pyoptim.apply, else / pyoptim.keras) ==",
+              f"{'optimizer':<9} {'size':>8} {'apply':>10} {'pk':>10} {'keras':>10} {'keras/pk':>9} {'pk.eager':>10} "
+              f"{'k.eager':>10} {'eager':>8} {'roofline':>10} {'apply/roof':>10} {'torch':>10}"]
+    for s in ew["summary"]:
+        rows = _ew_rows(ew, s["optimizer"], s["case"])
+
+        def t(name: str) -> str:
+            r = rows.get(name)
+            return fmt_time(r["median_s"]) if r and r.get("available") else "-"
+
+        def x(key: str, fmt: str = "{:.2f}x") -> str:
+            v = s.get(key)
+            return fmt.format(v) if v is not None else "-"
+
+        torch = "-"
+        if s.get("torch_impl"):
+            v = s.get("torch_over_pyoptim_apply")
+            ref = "apply"
+            if v is None:
+                v, ref = s.get("torch_over_pyoptim_keras"), "pk"
+            torch = f"{v:.2f}x/{ref}" if v is not None else "-"
+        lines.append(f"{s['optimizer']:<9} {s['case']:>8} {t('pyoptim.apply'):>10} {t('pyoptim.keras'):>10} "
+                     f"{t('keras'):>10} {x('keras_over_pyoptim_keras'):>9} {t('pyoptim.keras.eager'):>10} "
+                     f"{t('keras.eager'):>10} {x('eager_keras_over_pyoptim_keras', '{:.1f}x'):>8} "
+                     f"{t('roofline'):>10} {x('apply_roofline_fraction', '{:.2f}'):>10} {torch:>10}")
+    api = ew.get("pyoptim_numpy_api") or {}
+    missing = [o for o, a in api.items() if not a.get("class")]
+    if missing:
+        lines.append(f"(pyoptim has no NumPy class for {', '.join(missing)} in this run: their pyoptim.apply rows are "
+                     "unavailable)")
+    bad = [o for o, c in (ew.get("hyperparameters_vs_keras_defaults") or {}).items()
+           if isinstance(c, dict) and c.get("match") is False]
+    if bad:
+        lines.append(f"(hyperparameters differ from this Keras' defaults for {', '.join(bad)}: see the JSON)")
+    return "\n".join(lines)
 
 
 def eightbit_targets(eb: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -167,7 +315,8 @@ def _ratio(name: str, measured: Optional[float], meaning: str, detail: str = "")
 def headline_ratios(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
                     adamw: Optional[Dict[str, Any]],
                     sparse: Optional[Dict[str, Any]] = None,
-                    eightbit: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+                    eightbit: Optional[Dict[str, Any]] = None,
+                    elementwise: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """The ratios [fused-step] asks one run to measure (reported, no threshold):
     apply_gradients of the multi-tensor Adam case in tf.function and eagerly (keras.optimizers
     / pyoptim.keras), the Keras path against the NumPy API at the largest single tensor
@@ -202,6 +351,7 @@ def headline_ratios(micro: List[Dict[str, Any]], e2e: Optional[Dict[str, Any]],
                                   "keras / pyoptim.keras, apply_gradients of one IndexedSlices (x)",
                                   _sparse_detail(sparse, opt, mode)))
     out.extend(eightbit_ratios(eightbit))
+    out.extend(elementwise_ratios(elementwise))
     for s in (e2e or {}).get("summary", []):
         name = f"fit_step_{s['model']}_{s['optimizer']}"
         detail = f"{s['variables']} variables, {s['parameters']:,} parameters"
@@ -316,8 +466,8 @@ def eightbit_table(eb: Optional[Dict[str, Any]]) -> str:
 def ratios_table(ratios: List[Dict[str, Any]]) -> str:
     if not ratios:
         return ""
-    lines = ["", "== ratios ([fused-step], [low-bit-state]; > 1 means pyoptim faster, except where the meaning "
-                 "says otherwise) =="]
+    lines = ["", "== ratios ([fused-step], [low-bit-state], element-wise optimizers; > 1 means pyoptim faster, "
+                 "except where the meaning says otherwise) =="]
     for r in ratios:
         m = "-" if r["measured"] is None else f"{r['measured']:.2f}x"
         detail = f"  [{r['detail']}]" if r.get("detail") else ""
@@ -466,11 +616,13 @@ def e2e_table(e2e: Optional[Dict[str, Any]]) -> str:
 
 
 def targets_table(ts: List[Dict[str, Any]]) -> str:
-    lines = ["", "== targets (issue 5, [fused-step] and [low-bit-state]; reported, not asserted) =="]
+    lines = ["", "== targets (issue 5, [fused-step], [low-bit-state] and the element-wise optimizers; reported, "
+                 "not asserted) =="]
+    width = max([32] + [len(t["name"]) for t in ts])
     for t in ts:
         m = t["measured"]
         ms = "-" if m is None else (f"{m:.3g} {t['unit']}")
         status = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
         detail = f"  [{t['detail']}]" if t.get("detail") else ""
-        lines.append(f"{t['name']:<32} {t['target']:<50} {ms:>12}  {status}{detail}")
+        lines.append(f"{t['name']:<{width}} {t['target']:<50} {ms:>12}  {status}{detail}")
     return "\n".join(lines)

@@ -12,6 +12,14 @@ writes the parameter and the states.  For float32 (4 bytes) with Keras' defaults
                                                   -> 16 + 16 / B bytes/element
                                                      (16.0625 at B = 256)
 
+* The element-wise optimizers (bench/elementwise.py, csrc/pyoptim/<name>.hpp), one pass each
+  except Lamb: Lion and Adagrad read p, g, s and write p, s (20 bytes/element, ``roof_states1``);
+  Adadelta, Adamax, Nadam and Ftrl read p, g and two slots and write p and both (28,
+  ``roof_states2``); Lamb's op makes three passes: update m and v (the generic loop also reads
+  and writes p), the two norm sums (read p, m, v), the step (read p, m, v, write p)
+                                                  -> 28 + 12 + 16 = 56 bytes/element
+  (``roof_lamb``: the same three passes, each its own parallel region, with trivial arithmetic).
+
 (Written lines were read first, so write-allocate adds no traffic.)  The C loops
 below move exactly those arrays with trivial arithmetic (no division, no square
 root), so their time is the memory system's limit for that traffic.  They are
@@ -53,6 +61,35 @@ TRAFFIC_8BIT = {
     "per_block_read": {"m_scale": 4, "v_scale": 4},
     "per_block_write": {"m_scale": 4, "v_scale": 4},
 }
+
+
+#: The element-wise optimizers' traffic per element, float32, as the kernels move it: one entry
+#: per pass over the arrays (csrc/pyoptim/<name>.hpp; Lamb: kTensorNorms, three passes).  Keys
+#: are bench/problems.py's ELEMENTWISE_OPTIMIZERS.
+TRAFFIC_ELEMENTWISE: Dict[str, List[Dict[str, tuple]]] = {
+    "adadelta": [{"read": ("param", "grad", "accumulated_grad", "accumulated_delta_var"),
+                  "write": ("param", "accumulated_grad", "accumulated_delta_var")}],
+    "adagrad": [{"read": ("param", "grad", "accumulator"), "write": ("param", "accumulator")}],
+    "adamax": [{"read": ("param", "grad", "m", "u"), "write": ("param", "m", "u")}],
+    "ftrl": [{"read": ("param", "grad", "accumulator", "linear"), "write": ("param", "accumulator", "linear")}],
+    "lamb": [{"pass": "update m, v (the generic loop also loads and stores p)",
+              "read": ("param", "grad", "m", "v"), "write": ("param", "m", "v")},
+             {"pass": "norm sums: sum(p^2), sum(u^2) with u from m, v", "read": ("param", "m", "v"), "write": ()},
+             {"pass": "step: p -= ratio * lr * u", "read": ("param", "m", "v"), "write": ("param",)}],
+    "lion": [{"read": ("param", "grad", "momentum"), "write": ("param", "momentum")}],
+    "nadam": [{"read": ("param", "grad", "m", "v"), "write": ("param", "m", "v")}],
+}
+
+#: Which C loop moves each element-wise optimizer's traffic: 1 or 2 state arrays in one pass
+#: (``roof_states1`` / ``roof_states2``, the SGD/RMSprop and Adam loops) or Lamb's three passes.
+ELEMENTWISE_LOOP: Dict[str, str] = {"adadelta": "states2", "adagrad": "states1", "adamax": "states2",
+                                    "ftrl": "states2", "lamb": "lamb", "lion": "states1", "nadam": "states2"}
+
+
+def bytes_per_element_elementwise(optimizer: str, itemsize: int = 4) -> int:
+    """Bytes per element of one step of an element-wise optimizer, every pass:
+    Lion and Adagrad 20, Adadelta, Adamax, Ftrl and Nadam 28, Lamb 56 (float32)."""
+    return sum(len(p["read"]) + len(p["write"]) for p in TRAFFIC_ELEMENTWISE[optimizer]) * itemsize
 
 
 def num_blocks(size: int, block_size: int) -> int:
@@ -209,6 +246,40 @@ void roof_adam8bit(float** p, float** g, uint8_t** m, uint8_t** v, float** sm, f
   }
 }
 
+/* Lamb's three passes (as its op, each a parallel region over one share per thread):
+   1. read p, g, m, v; write p, m, v   (the update of m and v)
+   2. read p, m, v                     (the two sums per tensor: sums[2k], sums[2k + 1])
+   3. read p, m, v; write p            (p -= scale_k * u, scale_k from tensor k's sums) */
+static void lamb_sums(const float* restrict p, const float* restrict m, const float* restrict v,
+                      i64 b, i64 e, float* sums, int k) {
+  float sp = 0.0f, su = 0.0f;
+#pragma omp simd reduction(+ : sp, su)
+  for (i64 i = b; i < e; ++i) {
+    sp += p[i] * p[i];
+    su += m[i] * 1e-3f + v[i];
+  }
+#pragma omp atomic
+  sums[2 * k] += sp;
+#pragma omp atomic
+  sums[2 * k + 1] += su;
+}
+
+static void lamb_step(float* restrict p, const float* restrict m, const float* restrict v,
+                      i64 b, i64 e, float s) {
+#pragma omp simd
+  for (i64 i = b; i < e; ++i) p[i] = p[i] - s * (m[i] + v[i] * 1e-3f);
+}
+
+void roof_lamb(float** p, float** g, float** m, float** v, const i64* n, int nseg, int nt,
+               float* sums, float* scale) {
+  for (int k = 0; k < nseg; ++k) sums[2 * k] = sums[2 * k + 1] = 0.0f;
+  { SHARE_LOOP(run2(p[k], g[k], m[k], v[k], b, e, 0.9f, 1e-3f);) }
+  { SHARE_LOOP(lamb_sums(p[k], m[k], v[k], b, e, sums, k);) }
+  for (int k = 0; k < nseg; ++k)
+    scale[k] = sums[2 * k] > 0.0f && sums[2 * k + 1] > 0.0f ? 1e-6f : 1e-3f;
+  { SHARE_LOOP(lamb_step(p[k], m[k], v[k], b, e, scale[k]);) }
+}
+
 int roof_openmp(void) {
 #ifdef _OPENMP
   return 1;
@@ -248,6 +319,10 @@ class RooflineLib:
             "traffic": {k: {"read": list(v["read"]), "write": list(v["write"])} for k, v in TRAFFIC.items()},
             "traffic_8bit": TRAFFIC_8BIT,
             "bytes_per_element_8bit": "16 + 16 / block_size",
+            "bytes_per_element_elementwise": {k: bytes_per_element_elementwise(k) for k in TRAFFIC_ELEMENTWISE},
+            "traffic_elementwise": {k: [{kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in p.items()}
+                                        for p in v] for k, v in TRAFFIC_ELEMENTWISE.items()},
+            "loop_elementwise": ELEMENTWISE_LOOP,
         }
 
 
@@ -295,7 +370,10 @@ def build(workdir: Optional[str] = None) -> RooflineLib:
         lib.roof_states2.argtypes = [pp, pp, pp, pp, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
         lib.roof_adam8bit.argtypes = [pp, pp, pp, pp, pp, pp, ctypes.c_void_p, ctypes.c_int, ctypes.c_int64,
                                       ctypes.c_int]
+        lib.roof_lamb.argtypes = [pp, pp, pp, pp, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                                  ctypes.c_void_p]
         lib.roof_states1.restype = lib.roof_states2.restype = lib.roof_adam8bit.restype = None
+        lib.roof_lamb.restype = None
         lib.roof_openmp.restype = ctypes.c_int
         return RooflineLib(lib, cc, version, list(flags), bool(lib.roof_openmp()), workdir)
     raise RuntimeError("could not compile the roofline loop:\n" + "\n".join(errors))
@@ -402,3 +480,30 @@ class Roofline8bitStep(RooflineStep):
     def step(self) -> None:
         self._lib.roof_adam8bit(self._p, self._g, self._m, self._v, self._sm, self._sv, self._nptr, self._nseg,
                                 self._block, self.nt)
+
+
+class RooflineElementwiseStep(RooflineStep):
+    """The roofline of an element-wise optimizer's step (:data:`TRAFFIC_ELEMENTWISE`): the one-pass
+    loops of SGD/RMSprop (one state array) or Adam (two), or Lamb's three passes (``roof_lamb``).
+    ``states`` holds the optimizer's state arrays (one list per slot, one array per tensor)."""
+
+    def __init__(self, roof: RooflineLib, optimizer: str, params: List[np.ndarray], grads: List[np.ndarray],
+                 states: List[List[np.ndarray]], threads: int) -> None:
+        loop = ELEMENTWISE_LOOP[optimizer]
+        want = 1 if loop == "states1" else 2
+        if len(states) != want:
+            raise ValueError(f"{optimizer}'s roofline loop takes {want} state arrays per tensor, got {len(states)}")
+        super().__init__(roof, "sgd" if want == 1 else "adam", params, grads, states, threads)
+        self._lamb = loop == "lamb"
+        if self._lamb:
+            self._work = np.zeros(2 * len(params), np.float32)
+            self._scale = np.zeros(len(params), np.float32)
+            self._wptr = ctypes.c_void_p(self._work.ctypes.data)
+            self._sptr = ctypes.c_void_p(self._scale.ctypes.data)
+
+    def step(self) -> None:
+        if self._lamb:
+            self._lib.roof_lamb(self._p, self._g, self._s[0], self._s[1], self._nptr, self._nseg, self.nt,
+                                self._wptr, self._sptr)
+        else:
+            super().step()

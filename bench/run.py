@@ -11,6 +11,8 @@ stateful multi-tensor), pyoptim.keras and keras.optimizers (apply_gradients in a
 tf.function, and eagerly), TF's fused kernels (tf.raw_ops.ResourceApply*), plain NumPy,
 torch.optim (foreach and fused, if torch is installed) and the memory roofline (a C loop
 with the same traffic, compiled here); then AdamW's step against Adam's per pyoptim API;
+then the element-wise optimizers (Adadelta, Adagrad, Adamax, Ftrl, Lamb, Lion, Nadam: pyoptim's NumPy
+API, pyoptim.keras vs keras.optimizers in tf.function and eagerly, torch's Adagrad, their roofline);
 then Adam with 8-bit block-wise state (pyoptim.Adam8bit against pyoptim.Adam, the roofline of
 its 16 bytes/element, block sizes 64-2048, state bytes, bitsandbytes' and torchao's CPU 8-bit
 Adams); then apply_gradients of a sparse gradient (tf.IndexedSlices, 1280 Zipf ids into a 200000 x 64
@@ -24,9 +26,14 @@ Only the sparse-gradient parts, quickly:
 
     python bench/run.py --quick --no-micro --no-adamw --e2e-models embedding
 
+Only the element-wise optimizers (also: python bench/elementwise.py --optimizers lion,adagrad):
+
+    python bench/run.py --no-micro --no-adamw --no-8bit --no-sparse --no-e2e --no-plots \
+        --elementwise-optimizers lion,adagrad --elementwise-sizes 1e6,1e7,100x1e3
+
 Only the 8-bit state part, at 1e7:
 
-    python bench/run.py --no-micro --no-adamw --no-sparse --no-e2e --no-plots
+    python bench/run.py --no-micro --no-adamw --no-sparse --no-e2e --no-elementwise --no-plots
 """
 from __future__ import annotations
 
@@ -43,8 +50,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="smoke test: sizes 1, 1e4, 1e6 and 10x1e3, few rounds, AdamW-vs-Adam and 8-bit at 1e5, shrunk zoo "
-                         "(every optimizer on pipeline and embedding, Adam on the others)")
+                    help="smoke test: sizes 1, 1e4, 1e6 and 10x1e3, few rounds, AdamW-vs-Adam and 8-bit at 1e5, the "
+                         "element-wise optimizers at 10x1e3, shrunk zoo (every optimizer on pipeline and embedding, "
+                         "Adam on the others)")
     ap.add_argument("--out", metavar="DIR", default=None,
                     help="directory for results.json, table.txt and the PNGs (default: bench/results)")
     ap.add_argument("--threads", type=int, default=None,
@@ -89,6 +97,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                     help="skip the 8-bit state part (Adam8bit)")
     ap.add_argument("--no-8bit-peers", dest="no_8bit_peers", action="store_true",
                     help="in the 8-bit part, skip bitsandbytes' and torchao's 8-bit Adams")
+    ap.add_argument("--elementwise-optimizers", default=None,
+                    help="comma-separated subset of adadelta,adagrad,adamax,ftrl,lamb,lion,nadam for the "
+                         "element-wise part (default: all)")
+    ap.add_argument("--elementwise-sizes", default=None,
+                    help="size cases of the element-wise part (default '1e6,1e7,100x1e3'; quick '10x1e3')")
+    ap.add_argument("--no-elementwise", action="store_true",
+                    help="skip the element-wise optimizers' part (Adadelta ... Nadam)")
     ap.add_argument("--no-sparse", action="store_true",
                     help="skip the sparse-gradient (tf.IndexedSlices) apply_gradients comparison")
     ap.add_argument("--no-e2e", action="store_true", help="skip the model.fit benchmark")
@@ -187,6 +202,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     import adam8bit as eightbit_bench
     import adamw as adamw_bench
+    import elementwise as elementwise_bench
+
+    ew_opts = [o.strip().lower() for o in (args.elementwise_optimizers or ",".join(problems.ELEMENTWISE_OPTIMIZERS))
+               .split(",") if o.strip()]
+    bad = [o for o in ew_opts if o not in problems.ELEMENTWISE_OPTIMIZERS]
+    if bad or not ew_opts:
+        print(f"error: --elementwise-optimizers: unknown {', '.join(bad) or '(none given)'} "
+              f"(choose from {', '.join(problems.ELEMENTWISE_OPTIMIZERS)})", file=sys.stderr)
+        return 2
+    try:
+        ew_cases = [problems.parse_case(s) for s in (args.elementwise_sizes or ",".join(
+            elementwise_bench.QUICK_CASES if quick else elementwise_bench.FULL_CASES)).split(",") if s.strip()]
+    except ValueError:
+        ew_cases = []
+    if not ew_cases or any(c.size < 1 or c.n_tensors < 1 for c in ew_cases):
+        print(f"error: --elementwise-sizes: cannot parse {args.elementwise_sizes!r} (e.g. 1e6,1e7,100x1e3)",
+              file=sys.stderr)
+        return 2
 
     adamw_size = int(args.adamw_size) if args.adamw_size else (adamw_bench.QUICK_SIZE if quick else adamw_bench.FULL_SIZE)
     eightbit_size = int(args.eightbit_size) if args.eightbit_size else \
@@ -302,6 +335,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         gc.collect()
     phases["8bit_s"] = time.perf_counter() - t_phase
     t_phase = time.perf_counter()
+    elementwise_result = None
+    if not args.no_elementwise:
+        import impl_elementwise
+
+        ew_available = {i.name: i.reason for i in impls if i.name in impl_elementwise.IMPLS}
+        if ew_available:
+            roof_impl = next((i for i in impls if i.name == "roofline"), None)
+            elementwise_result = elementwise_bench.run_elementwise(
+                ew_available, ew_opts, ew_cases, threads=threads, roof_lib=roof_impl.lib if roof_impl else None,
+                rounds=rounds, min_sample_s=min_sample_s, budget_s=budget, sample_warmup=args.sample_warmup, log=log)
+        gc.collect()
+    phases["elementwise_s"] = time.perf_counter() - t_phase
+    t_phase = time.perf_counter()
     sparse_result = None
     if not args.no_sparse:
         import sparse_apply as sparse_bench
@@ -369,6 +415,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             "8bit_size": None if args.no_8bit else eightbit_size,
             "8bit_block_sizes": None if args.no_8bit else list(eightbit_bench.BLOCK_SIZES),
             "sparse_optimizers": None if args.no_sparse else list(problems.SPARSE_OPTIMIZERS),
+            "elementwise_optimizers": None if args.no_elementwise else ew_opts,
+            "elementwise_cases": None if args.no_elementwise else [c.label for c in ew_cases],
             "method": "warm-up; samples of >= min_sample_s (batched steps), each preceded by sample_warmup "
                       "untimed samples of the same implementation; round-robin interleaving of all "
                       "implementations per round with rotating order; median, quartiles, IQR",
@@ -378,11 +426,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         "micro": micro,
         "adamw": adamw_result,
         "adam8bit": eightbit_result,
+        "elementwise": elementwise_result,
         "sparse": sparse_result,
         "e2e": e2e,
     }
-    results["targets"] = report.targets(micro, e2e, adamw_result, eightbit_result)
-    results["ratios"] = report.headline_ratios(micro, e2e, adamw_result, sparse_result, eightbit_result)
+    results["targets"] = report.targets(micro, e2e, adamw_result, eightbit_result, elementwise_result)
+    results["ratios"] = report.headline_ratios(micro, e2e, adamw_result, sparse_result, eightbit_result,
+                                               elementwise_result)
     results["machine"]["load_average_end"] = machine.load_average()
     results["duration_s"] = round(time.time() - t_start, 2)
     results["phases_s"] = {k: round(v, 2) for k, v in phases.items()}
@@ -391,6 +441,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         report.micro_table(micro, optimizers, [c.label for c in cases], impl_names) if micro else "",
         report.adamw_table(adamw_result),
         report.eightbit_table(eightbit_result),
+        report.elementwise_table(elementwise_result),
         report.sparse_table(sparse_result),
         report.e2e_table(e2e),
         report.ratios_table(results["ratios"]),

@@ -663,3 +663,30 @@ def test_step_profile_quick(tmp_path):
                         cell["kernel_ms"] + cell["other_ops_ms"] + cell["unaccounted_ms"], abs_tol=1e-9)
     assert all(ms > 0 for ms in cell["other_ops_by_type"].values())
     assert cell["step_over_floor"] > 0 and "pipeline    adam" in proc.stdout
+
+
+def test_quick_elementwise(quick_run):
+    """The element-wise part: every optimizer, every implementation of its rows timed (the
+    NumPy API, pyoptim.keras in tf.function and eagerly, Keras, the C roofline; torch's fused
+    Adagrad where torch is installed), pyoptim.keras on its kernel (no fallback), and the
+    bytes per element of each optimizer's pass."""
+    out, _ = quick_run
+    res = json.loads((out / "results.json").read_text())
+    ew = res["elementwise"]
+    expected = {"adadelta", "adagrad", "adamax", "ftrl", "lamb", "lion", "nadam"}
+    assert set(ew["optimizers"]) == expected
+    assert ew["bytes_per_element"] == {"adadelta": 28, "adagrad": 20, "adamax": 28, "ftrl": 28,
+                                       "lamb": 56, "lion": 20, "nadam": 28}
+    assert all(v["match"] for v in ew["hyperparameters_vs_keras_defaults"].values())
+    rows = ew["rows"]
+    for name in expected:
+        for impl in ("pyoptim.apply", "pyoptim.keras", "keras", "pyoptim.keras.eager",
+                     "keras.eager", "roofline"):
+            mine = [r for r in rows if r["optimizer"] == name and r["impl"] == impl]
+            assert mine and all(r["available"] for r in mine), (name, impl, mine[:1])
+            assert all(_finite_positive(r["median_s"]) for r in mine), (name, impl)
+        keras_rows = [r for r in rows
+                      if r["optimizer"] == name and r["impl"].startswith("pyoptim.keras")]
+        assert all(r.get("fast_path") for r in keras_rows), (name, keras_rows[:1])
+    summary = {(s["optimizer"], s["case"]): s for s in ew["summary"]}
+    assert all(_finite_positive(s["keras_over_pyoptim_keras"]) for s in summary.values())

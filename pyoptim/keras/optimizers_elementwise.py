@@ -1,4 +1,5 @@
-"""Adadelta, Adagrad, Adamax, Ftrl, Lamb, Lion and Nadam for Keras 3 through pyoptim's element-wise kernels.
+"""Adadelta, Adagrad, Adamax, Ftrl, Lamb, Lion and Nadam for Keras 3, through pyoptim's
+element-wise kernels.
 
 Each class subclasses the matching ``keras.optimizers`` class and runs the same pipeline as
 :mod:`pyoptim.keras.optimizers` (group the variables, the scalar coefficients once per step and
@@ -13,7 +14,9 @@ gradient's element-wise terms (``S(g * (1 - beta_1))`` ...), which the op does p
 same pass; Adagrad's and Adadelta's Keras updates scatter into the rows present, and the op
 does the same, in Keras' order (the kernel headers' ``sparse_row``).  Grappler's rewrite of
 their division inside ``tf.function`` is the op's ``graph_rsqrt`` form (see
-:mod:`pyoptim.keras._grappler`).
+:mod:`pyoptim.keras._grappler`).  Ftrl's powers and Lamb's norms are TensorFlow's own Pow and
+reduce_sum order, reproduced in the op (``csrc/pyoptim/tf_pow.hpp``, ``tf_reduce.hpp``); every
+such emulation is checked against Keras on first use (``_self_check``).
 """
 from __future__ import annotations
 
