@@ -1,6 +1,7 @@
-"""pyoptim for Keras 3: ``SGD``, ``RMSprop``, ``Adam``, ``AdamW`` as drop-in ``keras.optimizers``,
-``LazyAdam``, and ``Adam8bit`` / ``AdamW8bit`` (8-bit block-wise state, see
-:mod:`pyoptim.keras.optimizers_8bit`).
+"""pyoptim for Keras 3: ``SGD``, ``RMSprop``, ``Adam``, ``AdamW`` and ``Adadelta``, ``Adagrad``,
+``Adamax``, ``Ftrl``, ``Lamb``, ``Lion``, ``Nadam`` (see :mod:`pyoptim.keras.optimizers_elementwise`) as
+drop-in ``keras.optimizers``, ``LazyAdam``, and ``Adam8bit`` / ``AdamW8bit`` (8-bit block-wise state,
+see :mod:`pyoptim.keras.optimizers_8bit`).
 
 ::
 
@@ -18,7 +19,8 @@ optimizers run Keras' own ``update_step`` with a one-time warning; :func:`status
 tell which path ran; :func:`variable_copies` counts variables copied before an update (copy-on-write).  Import
 ``pyoptim.keras`` before ``keras.models.load_model`` so saved models find the classes (they are
 registered as ``pyoptim>SGD`` / ``pyoptim>RMSprop`` / ``pyoptim>Adam`` / ``pyoptim>AdamW`` /
-``pyoptim>LazyAdam`` / ``pyoptim>Adam8bit`` / ``pyoptim>AdamW8bit``).
+``pyoptim>LazyAdam`` / ``pyoptim>Adam8bit`` / ``pyoptim>AdamW8bit`` and ``pyoptim>Adadelta`` ...
+``pyoptim>Nadam``).
 
 ``Adam8bit`` and ``AdamW8bit`` have no Keras counterpart and no fallback: their state exists only
 for pyoptim's op, so where the op cannot run they raise an error naming the reason, and on
@@ -81,7 +83,8 @@ def _counters() -> List[List[int]]:
 
 def kernel_calls() -> Dict[str, int]:
     """How many variable updates each kernel has run in this process (``{"sgd": n,
-    "rmsprop": n, "adam": n, "adam8bit": n}``; AdamW and LazyAdam count as adam; Adam8bit and
+    "rmsprop": n, "adam": n, "adam8bit": n, "adadelta": n, ..., "nadam": n}``, the element-wise
+    kernels by their names; AdamW and LazyAdam count as adam; Adam8bit and
     AdamW8bit count their 8-bit variables as adam8bit and their small, float-state variables
     (fewer than ``min_8bit_size`` elements) as adam), counted inside the op; all zero when the
     op is not loaded."""
