@@ -303,7 +303,7 @@ def test_embedding_model_fit_runs_the_op() -> None:
     copies = pk.variable_copies()
     model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
     ops = {k: pk.op_calls()[k] - before[k] for k in before}
-    assert ops == {"sgd": 0, "rmsprop": 0, "adam": 12, "adam8bit": 12}, ops
+    assert {k: v for k, v in ops.items() if v} == {"adam": 12, "adam8bit": 12}, ops
     # Once the slots exist, no update copies a buffer first (copy-on-write): the op runs after
     # every gradient of the step, and nothing else reads the codes and scales.
     assert pk.variable_copies() == copies
@@ -372,7 +372,7 @@ def test_model_fit_matches_numpy_replay() -> None:
                         callbacks=[Replay()])
     assert len(checked) == 16
     ops = {k: pk.op_calls()[k] - before[k] for k in before}
-    assert ops == {"sgd": 0, "rmsprop": 0, "adam": 16, "adam8bit": 16}, ops
+    assert {k: v for k, v in ops.items() if v} == {"adam": 16, "adam8bit": 16}, ops
     assert [opt.is_8bit(v) for v in model.trainable_variables] == [True, False, False, False]
     _assert_matches_numpy(opt, model.trainable_variables, ref, params)
     assert history.history["loss"][-1] < history.history["loss"][0]

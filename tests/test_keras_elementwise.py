@@ -310,3 +310,19 @@ def test_adafactor_and_muon_are_not_served():
         with pytest.raises(TraceInputError, match="unknown optimizer"):
             parse_optimizer_names(name.lower())
     assert "adafactor" not in pk.kernel_calls()
+
+
+@pytest.mark.parametrize("kind", ["Adadelta", "Adagrad", "Ftrl", "Lamb"])
+def test_graph_without_arithmetic_optimizer_matches_keras(kind):
+    """With Grappler's arithmetic optimiser off, tf.function runs Keras' textbook arithmetic
+    (no rsqrt, TensorFlow's Pow for Ftrl's and Lamb's powers): so does the op, and its
+    first-use check verifies that form, not the rewritten one."""
+    before = tf.config.optimizer.get_experimental_options()
+    try:
+        tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
+        ours, opt = _apply_steps(pk, kind, OPTIONS[kind], "float32", True, steps=3)
+        ref, _ = _apply_steps(keras.optimizers, kind, OPTIONS[kind], "float32", True, steps=3)
+    finally:
+        tf.config.optimizer.set_experimental_options({"arithmetic_optimization": True, **before})
+    assert opt.path_counts()["fallback"] == 0, opt.path_counts()
+    _assert_same(ours, ref)

@@ -262,28 +262,32 @@ def pow_rewrite(exponent: float) -> Optional[str]:
     return {0.5: "sqrt", 1.0: "identity", 2.0: "square", 3.0: "cube", 0.0: "one"}.get(exponent)
 
 
-_verified_kernels: Dict[Tuple[str, str, bool], bool] = {}
+_verified_kernels: Dict[Tuple[str, str, bool, bool], bool] = {}
 
 
 def verified_form(candidate: type, reference: type, kwargs: Dict[str, Any], dtype: str,
                   eager: bool) -> bool:
     """Whether the op, run by ``candidate`` (a pyoptim.keras class) with ``kwargs``, gives
     ``reference``'s bits here, executing eagerly or in a ``tf.function`` as Grappler rewrites
-    it: the arithmetic that emulates TensorFlow's own (its Rsqrt, its Pow), checked once per
-    class, dtype and mode and process, as :func:`verified` does for RMSprop."""
-    key = (candidate.__name__, dtype, eager)
+    it in the graph being built now (:func:`rsqrt_rewrite`: the check's own graph is made to
+    take the same forms): the arithmetic that emulates TensorFlow's own (its Rsqrt, its Pow),
+    checked once per class, dtype, mode, rewrite and process, as :func:`verified` does for
+    RMSprop."""
+    rewrite = rsqrt_rewrite()
+    key = (candidate.__name__, dtype, eager, rewrite)
     with _lock:
         if key in _verified_kernels:
             return _verified_kernels[key]
     ok = _on_own_thread(lambda: _same_bits_as_keras(candidate, reference, kwargs, dtype,
-                                                    (True, False), eager=eager))
+                                                    (rewrite, False), eager=eager))
     with _lock:
         _verified_kernels[key] = ok
     return ok
 
 
-def kernel_results() -> Dict[Tuple[str, str, bool], bool]:
-    """The element-wise kernels' checks run so far: ``{(class name, dtype, eager): passed}``."""
+def kernel_results() -> Dict[Tuple[str, str, bool, bool], bool]:
+    """The element-wise kernels' checks run so far: ``{(class name, dtype, eager, rsqrt and pow
+    rewrites): passed}``."""
     with _lock:
         return dict(_verified_kernels)
 
