@@ -8,6 +8,7 @@ import functools
 import re
 
 import keras
+import ml_dtypes
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -264,16 +265,17 @@ def test_none_gradient_skips_its_tensor_and_nadam_counts_only_real_steps():
     assert opt.iterations == 1 and opt.u_product == 1.0
 
 
+def _half_dtype(half: str) -> np.dtype:
+    """float16, or bfloat16 from ml_dtypes (a test dependency: pyproject's [test] extra)."""
+    return np.dtype(ml_dtypes.bfloat16 if half == "bfloat16" else np.float16)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("half", ["float16", "bfloat16"])
 def test_half_params_run_in_float32_and_round_once(kind, half, isa):
     """float16/bfloat16 params: float32 state and arithmetic, the param rounded when stored,
     i.e. the float32 kernel on the widened param, narrowed after each step."""
-    if half == "bfloat16":
-        ml_dtypes = pytest.importorskip("ml_dtypes")
-        hdt = np.dtype(ml_dtypes.bfloat16)
-    else:
-        hdt = np.dtype(np.float16)
+    hdt = _half_dtype(half)
     rng = np.random.default_rng(11)
     p = rng.standard_normal(1003).astype(hdt)
     grads = [rng.standard_normal(1003).astype(hdt) for _ in range(3)]
@@ -826,11 +828,7 @@ def test_bad_reduction_threads_in_the_binding_and_the_functional_form():
 @pytest.mark.parametrize("kind", KINDS2)
 @pytest.mark.parametrize("half", ["float16", "bfloat16"])
 def test_half_params_run_in_float32_and_round_once_2(kind, half, isa):
-    if half == "bfloat16":
-        ml_dtypes = pytest.importorskip("ml_dtypes")
-        hdt = np.dtype(ml_dtypes.bfloat16)
-    else:
-        hdt = np.dtype(np.float16)
+    hdt = _half_dtype(half)
     rng = np.random.default_rng(11)
     p = rng.standard_normal(1003).astype(hdt)
     grads = [rng.standard_normal(1003).astype(hdt) for _ in range(3)]
