@@ -36,7 +36,7 @@ import tensorflow as tf
 from keras import ops
 from tensorflow.python.ops import resource_variable_ops
 
-from . import _grappler, _loader
+from . import _grappler, _loader, _packed
 from ._reporting import ReportingMixin
 
 _FAST_DTYPES = (tf.float32, tf.float64)
@@ -336,7 +336,15 @@ class _FastPathMixin(ReportingMixin):
         called inside the update, a variable's handle is this device's copy."""
         slots = [self._var_info(v)[1] for v in variables]
         kinds = len(slots[0]) if slots else 0
-        return [_handles(variables)] + [_handles([s[j] for s in slots]) for j in range(kinds)]
+        return [self._resource_handles(variables)] + [
+            self._resource_handles([s[j] for s in slots]) for j in range(kinds)]
+
+    def _resource_handles(self, variables: Sequence[Any]) -> List[tf.Tensor]:
+        """The handles of one list of the op's resource inputs: inside a graph unpacked from
+        one captured tensor (:mod:`._packed`: one capture instead of one per variable), else
+        each variable's own."""
+        packed = _packed.unpacked_handles(self, [_tf_variable(v) for v in variables])
+        return packed if packed is not None else _handles(variables)
 
     def _converted_scalars(self, dtype: tf.DType) -> Optional[List[tf.Tensor]]:
         """The op's Python hyperparameters converted by :func:`_operand` (None if one cannot)."""

@@ -1,0 +1,145 @@
+"""Slot handles packed into one captured tensor (inside ``tf.function``).
+
+A ``tf.function`` passes every tensor it captures on every call, and TensorFlow's Python side
+hashes each one first (``FunctionType.__hash__``): a function that captures the 300 slot handles
+of 100 Adam variables costs about 0.5 ms a call more than one that captures them as one tensor
+(measured: 400 captured handles 1.08 ms, 100 handles and one packed tensor 0.26 ms).  So inside a
+graph the op's slot handles are one eager tensor of dtype resource and shape ``[n]``
+(``tf.stack`` of the handles, made once per group and kept on the optimizer), captured once and
+unpacked in the graph (``tf.unstack``): the op receives the same handles.
+
+Ordering.  TensorFlow's automatic control dependencies (ACD) order the ops of a function that
+use the same resource tensor; a slot read by user code in the same function (``ReadVariableOp``
+on the slot's own captured handle) would not share a tensor with the op's unpacked handle.
+:func:`_resolve_packed_handles`, registered with ``auto_control_deps``, closes that gap: an op
+that takes a packed tensor, or a handle unpacked from one, also writes, for ACD, every member
+handle that the same graph has captured, so reads before the update run before it and reads
+after it see it (in nested functions too: a call, ``If`` or ``While`` op that passes the packed
+tensor on writes the members its graph captured).
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+from tensorflow.python.distribute import values_util
+from tensorflow.python.framework import auto_control_deps
+from tensorflow.python.framework.ops import EagerTensor
+
+# id(packed eager tensor) -> (the tensor, ids of its member handles, the members): strong
+# references, so that no id is reused while an entry exists; entries go with their optimizer.
+_PACKS: Dict[int, Tuple[tf.Tensor, Tuple[int, ...], Tuple[tf.Tensor, ...]]] = {}
+# Per graph (weakly): (number of captures, {id(internal): external}, {id(eager): internal}).
+_GRAPH_CAPTURES: "weakref.WeakKeyDictionary[Any, Tuple[int, Dict[int, Any], Dict[int, Any]]]" = (
+    weakref.WeakKeyDictionary())
+
+
+def _component(variable: Any) -> Optional[Any]:
+    """The ``tf.Variable`` that this device updates: ``variable`` itself, or under a
+    ``tf.distribute`` strategy (inside its ``update``) this replica's copy; None if unknown."""
+    values = getattr(variable, "_values", None)
+    if values is None:
+        return variable
+    replica = values_util.get_current_replica_id_as_int()
+    return None if replica is None or replica >= len(values) else values[replica]
+
+
+def unpacked_handles(owner: Any, variables: Sequence[Any]) -> Optional[List[tf.Tensor]]:
+    """Inside a graph: the handles of ``variables`` (TensorFlow variables) unpacked from one
+    captured tensor; None (the caller passes the handles one by one) executing eagerly, or when
+    a handle is not an eager tensor.  The packed tensor is made once per list of variables and
+    kept on ``owner`` (the optimizer)."""
+    if tf.executing_eagerly() or not variables:
+        return None
+    components = [_component(v) for v in variables]
+    if any(c is None for c in components):
+        return None
+    cache = owner.__dict__.get("_pyoptim_packs")
+    if cache is None:
+        cache = {}
+        object.__setattr__(owner, "_pyoptim_packs", cache)  # bookkeeping, not state
+        weakref.finalize(owner, _forget, cache)
+    key = tuple(map(id, components))
+    entry = cache.get(key)
+    if entry is None:
+        with tf.init_scope():
+            members = tuple(c.handle for c in components)
+            if not all(isinstance(h, EagerTensor) for h in members):
+                return None
+            with tf.device(members[0].device):
+                packed = tf.stack(members)
+        entry = cache[key] = (tuple(components), packed)  # components: keeps the ids unique
+        _PACKS[id(packed)] = (packed, tuple(map(id, members)), members)
+    return tf.unstack(entry[1], num=len(components))
+
+
+def _forget(cache: Dict[Any, Tuple[Any, tf.Tensor]]) -> None:
+    for _, packed in cache.values():
+        _PACKS.pop(id(packed), None)
+
+
+def _graph_captures(graph: Any) -> Tuple[Dict[int, Any], Dict[int, Any]]:
+    """``({id(internal): external}, {id(eager tensor): internal})`` for ``graph``'s captures,
+    an external followed through the enclosing graphs' captures to its eager tensor."""
+    captures = getattr(graph, "captures", None) or []
+    cached = _GRAPH_CAPTURES.get(graph)
+    if cached is not None and cached[0] == len(captures):
+        return cached[1], cached[2]
+    external = {id(internal): ext for ext, internal in captures}
+    by_eager = {}
+    for ext, internal in captures:
+        eager = _to_eager(getattr(graph, "outer_graph", None), ext)
+        if eager is not None:
+            by_eager[id(eager)] = internal
+    _GRAPH_CAPTURES[graph] = (len(captures), external, by_eager)
+    return external, by_eager
+
+
+def _to_eager(graph: Any, tensor: Any) -> Optional[Any]:
+    """The eager tensor that ``tensor`` (in ``graph``) captures, through nested graphs."""
+    for _ in range(64):
+        if isinstance(tensor, EagerTensor):
+            return tensor
+        if graph is None:
+            return None
+        external = _graph_captures(graph)[0].get(id(tensor))
+        if external is None:
+            return None
+        tensor, graph = external, getattr(graph, "outer_graph", None)
+    return None
+
+
+def _members(op_graph: Any, tensor: Any) -> Optional[Tuple[int, ...]]:
+    """Ids of the member handles that ``tensor`` (an input of an op in ``op_graph``) stands
+    for: all of a packed tensor's, or the one an Unpack output holds; None for other tensors."""
+    index = None
+    if tensor.op.type == "Unpack":
+        index, tensor = tensor.value_index, tensor.op.inputs[0]
+    if tensor.op.type != "Placeholder":
+        return None
+    eager = _to_eager(op_graph, tensor)
+    entry = _PACKS.get(id(eager)) if eager is not None else None
+    if entry is None:
+        return None
+    return entry[1] if index is None else entry[1][index:index + 1]
+
+
+@auto_control_deps.register_acd_resource_resolver
+def _resolve_packed_handles(op: Any, reads: Any, writes: Any) -> bool:
+    """ACD resolver: an op taking a packed tensor (or a handle unpacked from one) writes each
+    member handle captured in its graph (see the module's docstring)."""
+    if not _PACKS or op.type == "Unpack":  # unpacking the handles touches no variable
+        return False
+    updated = False
+    for tensor in list(reads) + list(writes):
+        members = _members(op.graph, tensor)
+        if not members:
+            continue
+        by_eager = _graph_captures(op.graph)[1]
+        for member in members:
+            internal = by_eager.get(member)
+            if internal is not None and internal not in writes:
+                writes.add(internal)
+                updated = True
+    return updated
