@@ -8,6 +8,13 @@ graph the op's slot handles are one eager tensor of dtype resource and shape ``[
 (``tf.stack`` of the handles, made once per group and kept on the optimizer), captured once and
 unpacked in the graph (``tf.unstack``): the op receives the same handles.
 
+Saving.  ``tf.saved_model.save`` exports a function's captured resource tensors only if a tracked
+object provides them.  :class:`PackedHandles` is that object: a ``TrackableResource`` whose
+handle is the packed tensor and whose creator stacks its member variables' handles (in the export
+graph, the exported variables'; after loading, the restored ones').  The optimizer lists its
+packs as children for SavedModels only (:func:`savedmodel_children`), so checkpoints keep Keras'
+layout.
+
 Ordering.  TensorFlow's automatic control dependencies (ACD) order the ops of a function that
 use the same resource tensor; a slot read by user code in the same function (``ReadVariableOp``
 on the slot's own captured handle) would not share a tensor with the op's unpacked handle.
@@ -19,6 +26,7 @@ tensor on writes the members its graph captured).
 """
 from __future__ import annotations
 
+import copy
 import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -30,6 +38,51 @@ from tensorflow.python.framework.ops import EagerTensor
 # id(packed eager tensor) -> (the tensor, ids of its member handles, the members): strong
 # references, so that no id is reused while an entry exists; entries go with their optimizer.
 _PACKS: Dict[int, Tuple[tf.Tensor, Tuple[int, ...], Tuple[tf.Tensor, ...]]] = {}
+
+
+class PackedHandles(tf.saved_model.experimental.TrackableResource):
+    """One packed tensor of variable handles, as a resource that a SavedModel can export and
+    restore (``tf.stack`` of the members' handles)."""
+
+    def __init__(self, members: Sequence[Any], packed: tf.Tensor):
+        super().__init__(device=packed.device)
+        self._members = list(members)  # plain list: not tracked in checkpoints
+        self._resource_handle = packed
+
+    def _create_resource(self) -> tf.Tensor:
+        return _stack([v.handle for v in self._members])
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "savedmodel":
+            children.update({f"member_{i}": v for i, v in enumerate(self._members)})
+        return children
+
+    def _deserialization_dependencies(self, children):
+        return {k: v for k, v in children.items() if k.startswith("member_")}
+
+    def _export_to_saved_model_graph(self, object_map, tensor_map, **kwargs):
+        # The members are exported first (_deserialization_dependencies): stack their copies.
+        new = copy.copy(self)
+        with tf.device(self._resource_device):
+            new._resource_handle = _stack([tensor_map[v.handle] for v in self._members])
+        object_map[self] = new
+        tensor_map[self.resource_handle] = new.resource_handle
+        return [self.resource_handle]
+
+
+def _stack(handles: Sequence[tf.Tensor]) -> tf.Tensor:
+    """The handles as one tensor of shape [n].  The Reshape drops the Pack's merged handle data
+    (the variables' shapes), which a loaded SavedModel would read as a scalar handle's."""
+    return tf.reshape(tf.stack(handles), [len(handles)])
+
+
+def savedmodel_children(owner: Any) -> Dict[str, PackedHandles]:
+    """``owner``'s packs as SavedModel children (``_pyoptim_packed_<k>``)."""
+    cache = owner.__dict__.get("_pyoptim_packs") or {}
+    return {f"_pyoptim_packed_{k}": entry[3] for k, entry in enumerate(cache.values())}
+
+
 # Per graph (weakly): (number of captures, {id(internal): external}, {id(eager): internal}).
 _GRAPH_CAPTURES: "weakref.WeakKeyDictionary[Any, Tuple[int, Dict[int, Any], Dict[int, Any]]]" = (
     weakref.WeakKeyDictionary())
@@ -68,14 +121,22 @@ def unpacked_handles(owner: Any, variables: Sequence[Any]) -> Optional[List[tf.T
             if not all(isinstance(h, EagerTensor) for h in members):
                 return None
             with tf.device(members[0].device):
-                packed = tf.stack(members)
-        entry = cache[key] = (tuple(components), packed)  # components: keeps the ids unique
+                packed = _stack(members)
+            # components: keeps the ids unique
+            entry = cache[key] = (tuple(components), packed, members,
+                                  PackedHandles(components, packed))
         _PACKS[id(packed)] = (packed, tuple(map(id, members)), members)
+    # Handles the graph has captured already (a model's variables, read by its forward pass)
+    # cost no further capture: those are passed as they are, sparing the Unpack (about 0.6 us
+    # a handle).
+    captured = _graph_captures(tf.compat.v1.get_default_graph())[1]
+    if all(id(h) in captured for h in entry[2]):
+        return None
     return tf.unstack(entry[1], num=len(components))
 
 
-def _forget(cache: Dict[Any, Tuple[Any, tf.Tensor]]) -> None:
-    for _, packed in cache.values():
+def _forget(cache: Dict[Any, Tuple[Any, tf.Tensor, Any, Any]]) -> None:
+    for _, packed, _, _ in cache.values():
         _PACKS.pop(id(packed), None)
 
 

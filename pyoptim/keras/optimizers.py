@@ -192,6 +192,14 @@ class _FastPathMixin(ReportingMixin):
             return super()._apply_weight_decay(variables)
         object.__setattr__(self, "_pyoptim_pending_decay", list(variables))
 
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        # A SavedModel of a function that ran the op in a graph needs the packed handles it
+        # captured (_packed.PackedHandles); checkpoints keep Keras' layout.
+        children = super()._trackable_children(save_type, **kwargs)
+        if save_type == "savedmodel":
+            children.update(_packed.savedmodel_children(self))
+        return children
+
     def _check_variables_are_known(self, variables):
         # Keras looks every variable up by _var_key on every call (eagerly: every step).  The
         # variables the optimizer was built with, by identity, pass at once; any other goes
