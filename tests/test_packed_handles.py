@@ -39,9 +39,18 @@ def _handle_ids(variables: List[Any]) -> set:
     return {id(v.value.handle) for v in variables}
 
 
-@pytest.mark.parametrize("cls", [pk.Adam, pk.SGD, pk.Lion, pk.Adam8bit])
-def test_one_capture_per_handle_list(cls):
-    variables, grads, opt = _problem(cls)
+@pytest.mark.parametrize("make, lists", [
+    (lambda: pk.Adam(learning_rate=0.01), [N_VARS] * 3),
+    (lambda: pk.SGD(learning_rate=0.01, momentum=0.9), [N_VARS] * 2),
+    (lambda: pk.Lion(learning_rate=0.01), [N_VARS] * 2),
+    # variables of 5 to 10 elements: 3 below min_8bit_size (float Adam: var, m, v), 3 in 8 bits
+    # (var, m, v and their scales): one op each, each with its own packed lists
+    (lambda: pk.Adam8bit(learning_rate=0.01, min_8bit_size=8, block_size=32), [3] * 8),
+])
+def test_one_capture_per_handle_list(make, lists):
+    variables, grads, _ = _problem(pk.Adam)
+    opt = make()
+    opt.build(variables)
 
     @tf.function
     def step():
@@ -49,15 +58,12 @@ def test_one_capture_per_handle_list(cls):
 
     step()
     captured = step.get_concrete_function().captured_inputs
-    resources = [t for t in captured if t.dtype == tf.resource]
     slots = [s for v in variables for s in opt._slots(v)]
     # neither a variable's nor a slot's own handle is captured: one packed tensor per list
     assert not _handle_ids(variables) & {id(t) for t in captured}
     assert not _handle_ids(slots) & {id(t) for t in captured}
-    packed = [t for t in resources if t.shape.rank == 1]
-    assert packed and all(t.shape[0] == N_VARS for t in packed)
-    # one for the variables and one per kind of slot
-    assert len(packed) == 1 + len(opt._slots(variables[0]))
+    packed = [t for t in captured if t.dtype == tf.resource and t.shape.rank == 1]
+    assert sorted(t.shape[0] for t in packed) == lists
 
 
 def _keras_twin(cls: Any) -> Tuple[List[keras.Variable], List[tf.Tensor], Any]:
@@ -183,3 +189,25 @@ def test_saved_model_of_a_train_function(tmp_path):
     twin = {k for k, _ in tf.train.list_variables(
         tf.train.Checkpoint(opt=theirs.opt).write(str(tmp_path / "ckpt_keras")))}
     assert keys == twin
+
+
+def test_packed_list_of_the_wrong_length_is_refused():
+    """The op takes a list's handles packed in one [N] tensor; any other shape is refused with
+    InvalidArgumentError naming the input, before anything is written."""
+    from pyoptim.keras import _loader
+
+    op = _loader.load()
+    variables = [tf.Variable(np.ones(4, np.float32)) for _ in range(3)]
+    slots = [tf.Variable(np.zeros(4, np.float32)) for _ in range(3)]
+    before = [v.numpy() for v in variables + slots]
+    short = tf.stack([s.handle for s in slots[:2]])
+    args = dict(learning_rate=tf.constant(0.1), momentum=tf.constant(0.9),
+                weight_decay=tf.constant(0.0), decay_learning_rate=tf.constant(0.1),
+                grad=[tf.ones(4)] * 3, indices=[])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"variable input 3 .*shape \[3\]"):
+        op.pyoptim_apply_sgd(var=[v.handle for v in variables], momentum_buffer=[short] * 3, **args)
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, variables + slots))
+    # the same lists packed correctly: the update runs
+    packed = tf.stack([s.handle for s in slots])
+    op.pyoptim_apply_sgd(var=[v.handle for v in variables], momentum_buffer=[packed] * 3, **args)
+    assert all(np.allclose(s.numpy(), -0.1) for s in slots)

@@ -1,12 +1,15 @@
-"""Slot handles packed into one captured tensor (inside ``tf.function``).
+"""The op's handles as one captured tensor per list (inside ``tf.function``).
 
 A ``tf.function`` passes every tensor it captures on every call, and TensorFlow's Python side
 hashes each one first (``FunctionType.__hash__``): a function that captures the 300 slot handles
 of 100 Adam variables costs about 0.5 ms a call more than one that captures them as one tensor
 (measured: 400 captured handles 1.08 ms, 100 handles and one packed tensor 0.26 ms).  So inside a
-graph the op's slot handles are one eager tensor of dtype resource and shape ``[n]``
-(``tf.stack`` of the handles, made once per group and kept on the optimizer), captured once and
-unpacked in the graph (``tf.unstack``): the op receives the same handles.
+graph each list of the op's resource inputs (the slots of one kind; the variables, unless the
+graph has captured their handles already) is one eager tensor of dtype resource and shape ``[n]``
+(the handles stacked, made once per list and kept on the optimizer), captured once and given at
+every position of the list: the op takes element ``k % n`` of it at position ``k``
+(``LockedResources`` in ``_op/pyoptim_tf_ops.cc``).  Nothing is unpacked in the graph (an Unpack
+of the handles measured about 1 us per handle).
 
 Saving.  ``tf.saved_model.save`` exports a function's captured resource tensors only if a tracked
 object provides them.  :class:`PackedHandles` is that object: a ``TrackableResource`` whose
@@ -16,13 +19,12 @@ packs as children for SavedModels only (:func:`savedmodel_children`), so checkpo
 layout.
 
 Ordering.  TensorFlow's automatic control dependencies (ACD) order the ops of a function that
-use the same resource tensor; a slot read by user code in the same function (``ReadVariableOp``
-on the slot's own captured handle) would not share a tensor with the op's unpacked handle.
+use the same resource tensor; a variable read by user code in the same function (``ReadVariableOp``
+on the variable's own captured handle) would not share a tensor with the op's packed input.
 :func:`_resolve_packed_handles`, registered with ``auto_control_deps``, closes that gap: an op
-that takes a packed tensor, or a handle unpacked from one, also writes, for ACD, every member
-handle that the same graph has captured, so reads before the update run before it and reads
-after it see it (in nested functions too: a call, ``If`` or ``While`` op that passes the packed
-tensor on writes the members its graph captured).
+that takes a packed tensor (the update, or a call, ``If`` or ``While`` op that passes it on to
+a nested function) also writes, for ACD, every member handle that its graph captured, so reads
+before the update run before it and reads after it see it.
 """
 from __future__ import annotations
 
@@ -98,11 +100,12 @@ def _component(variable: Any) -> Optional[Any]:
     return None if replica is None or replica >= len(values) else values[replica]
 
 
-def unpacked_handles(owner: Any, variables: Sequence[Any]) -> Optional[List[tf.Tensor]]:
-    """Inside a graph: the handles of ``variables`` (TensorFlow variables) unpacked from one
-    captured tensor; None (the caller passes the handles one by one) executing eagerly, or when
-    a handle is not an eager tensor.  The packed tensor is made once per list of variables and
-    kept on ``owner`` (the optimizer)."""
+def packed_handles(owner: Any, variables: Sequence[Any]) -> Optional[List[tf.Tensor]]:
+    """Inside a graph: the op's resource input list for ``variables`` (TensorFlow variables),
+    the one packed tensor of their handles at each of the ``n`` positions; None (the caller
+    passes the handles one by one) executing eagerly, when a handle is not an eager tensor, or
+    when the graph has captured every handle already.  The packed tensor is made once per list
+    of variables and kept on ``owner`` (the optimizer)."""
     if tf.executing_eagerly() or not variables:
         return None
     components = [_component(v) for v in variables]
@@ -127,12 +130,11 @@ def unpacked_handles(owner: Any, variables: Sequence[Any]) -> Optional[List[tf.T
                                   PackedHandles(components, packed))
         _PACKS[id(packed)] = (packed, tuple(map(id, members)), members)
     # Handles the graph has captured already (a model's variables, read by its forward pass)
-    # cost no further capture: those are passed as they are, sparing the Unpack (about 0.6 us
-    # a handle).
+    # cost no further capture: those are passed as they are.
     captured = _graph_captures(tf.compat.v1.get_default_graph())[1]
     if all(id(h) in captured for h in entry[2]):
         return None
-    return tf.unstack(entry[1], num=len(components))
+    return [entry[1]] * len(components)
 
 
 def _forget(cache: Dict[Any, Tuple[Any, tf.Tensor, Any, Any]]) -> None:
@@ -172,25 +174,20 @@ def _to_eager(graph: Any, tensor: Any) -> Optional[Any]:
 
 
 def _members(op_graph: Any, tensor: Any) -> Optional[Tuple[int, ...]]:
-    """Ids of the member handles that ``tensor`` (an input of an op in ``op_graph``) stands
-    for: all of a packed tensor's, or the one an Unpack output holds; None for other tensors."""
-    index = None
-    if tensor.op.type == "Unpack":
-        index, tensor = tensor.value_index, tensor.op.inputs[0]
+    """Ids of the member handles of the packed tensor that ``tensor`` (an input of an op in
+    ``op_graph``) captures; None for other tensors."""
     if tensor.op.type != "Placeholder":
         return None
     eager = _to_eager(op_graph, tensor)
     entry = _PACKS.get(id(eager)) if eager is not None else None
-    if entry is None:
-        return None
-    return entry[1] if index is None else entry[1][index:index + 1]
+    return None if entry is None else entry[1]
 
 
 @auto_control_deps.register_acd_resource_resolver
 def _resolve_packed_handles(op: Any, reads: Any, writes: Any) -> bool:
-    """ACD resolver: an op taking a packed tensor (or a handle unpacked from one) writes each
-    member handle captured in its graph (see the module's docstring)."""
-    if not _PACKS or op.type == "Unpack":  # unpacking the handles touches no variable
+    """ACD resolver: an op taking a packed tensor writes each member handle captured in its
+    graph (see the module's docstring)."""
+    if not _PACKS:
         return False
     updated = False
     for tensor in list(reads) + list(writes):

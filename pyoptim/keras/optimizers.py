@@ -348,10 +348,10 @@ class _FastPathMixin(ReportingMixin):
             self._resource_handles([s[j] for s in slots]) for j in range(kinds)]
 
     def _resource_handles(self, variables: Sequence[Any]) -> List[tf.Tensor]:
-        """The handles of one list of the op's resource inputs: inside a graph unpacked from
-        one captured tensor (:mod:`._packed`: one capture instead of one per variable), else
-        each variable's own."""
-        packed = _packed.unpacked_handles(self, [_tf_variable(v) for v in variables])
+        """One list of the op's resource inputs: inside a graph the handles packed in one
+        captured tensor (:mod:`._packed`: one capture instead of one per variable), else each
+        variable's own handle."""
+        packed = _packed.packed_handles(self, [_tf_variable(v) for v in variables])
         return packed if packed is not None else _handles(variables)
 
     def _converted_scalars(self, dtype: tf.DType) -> Optional[List[tf.Tensor]]:

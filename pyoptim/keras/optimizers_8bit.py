@@ -52,7 +52,7 @@ before anything is written; a float16 / bfloat16 variable is refused when the op
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -226,15 +226,24 @@ class _Adam8bitBase(_FastPathMixin):
         self._pyoptim_stats().fast += len(pairs)
 
         def fused(first, others, grads, learning_rate):
-            handles = group.handles or self._handle_lists([first] + list(others))
+            here = [first] + list(others)
+
+            def handle_lists(positions: Sequence[int]) -> List[List[tf.Tensor]]:
+                # The op's resource input lists for the variables at `positions` (each list
+                # packed anew inside a graph: a packed list holds exactly its op's variables).
+                if group.handles is not None:
+                    return [[h[i] for i in positions] for h in group.handles]
+                return self._handle_lists([here[i] for i in positions])
+
             with self._after_all_gradients():
-                return self._fused_update_8bit(op, group.dtype, handles, list(grads),
+                return self._fused_update_8bit(op, group.dtype, handle_lists, list(grads),
                                                learning_rate, group.decay, scalars, quantized)
 
         distribution.extended.update(variables[0], fused,
                                      args=(variables[1:], grads, learning_rate), group=False)
 
-    def _fused_update_8bit(self, op: Any, dtype: tf.DType, handles: List[List[tf.Tensor]],
+    def _fused_update_8bit(self, op: Any, dtype: tf.DType,
+                           handle_lists: Callable[[Sequence[int]], List[List[tf.Tensor]]],
                            grads: List[Any], learning_rate: Any, decay: List[bool],
                            scalars: List[tf.Tensor], quantized: Sequence[bool]) -> List[Any]:
         lr = ops.cast(learning_rate, dtype)
@@ -266,17 +275,18 @@ class _Adam8bitBase(_FastPathMixin):
                           one_minus_beta_2=one_minus_beta_2, epsilon=epsilon, learning_rate=lr,
                           weight_decay=wd, grad=values, indices=indices, sparse=sparse,
                           decay=pick(decay))
-            var, m, v = pick(handles[0]), pick(handles[1]), pick(handles[2])
+            handles = handle_lists(positions)
+            var, m, v = handles[0], handles[1], handles[2]
             with tf.control_dependencies(barrier):
                 if eight_bit:
                     results.append(op.pyoptim_apply_adam8bit(
-                        var=var, m=m, v=v, v_hat=pick(handles[5]) if amsgrad else [],
-                        m_scale=pick(handles[3]), v_scale=pick(handles[4]),
-                        v_hat_scale=pick(handles[6]) if amsgrad else [],
+                        var=var, m=m, v=v, v_hat=handles[5] if amsgrad else [],
+                        m_scale=handles[3], v_scale=handles[4],
+                        v_hat_scale=handles[6] if amsgrad else [],
                         block_size=self._block_size, **common))
                 else:
                     results.append(op.pyoptim_apply_adam(
-                        var=var, m=m, v=v, v_hat=pick(handles[5]) if amsgrad else [], lazy=False,
+                        var=var, m=m, v=v, v_hat=handles[5] if amsgrad else [], lazy=False,
                         **common))
         return results
 

@@ -478,11 +478,16 @@ void RunOverBlocks(OpKernelContext* ctx, const std::vector<index_t>& sizes, inde
 // (PrepareToUpdateVariable for the resource's dtype, as GetInputTensorFromVariable does:
 // copy-on-write; counted in g_copies).  Every resource is checked (initialized, dtype) before
 // any is copied.  `name(k)` names resource k in error messages (default: "variable input k").
+//
+// The resource inputs are lists of `block` handles each (an op's N variables, then each kind of
+// slot for the N variables): input k is a scalar handle, or the handles of its list packed in one
+// tensor of shape [block] (pyoptim/keras/_packed.py passes the packed tensor at every position
+// of the list), of which it takes element k % block.
 class LockedResources {
  public:
   using Namer = std::function<std::string(int)>;
 
-  LockedResources(OpKernelContext* ctx, const std::vector<DataType>& dtypes,
+  LockedResources(OpKernelContext* ctx, const std::vector<DataType>& dtypes, int block,
                   const Namer& name = Namer()) {
     const int count = static_cast<int>(dtypes.size());
     auto label = [&](int k) {
@@ -491,7 +496,20 @@ class LockedResources {
     vars_.resize(count);
     std::vector<mutex*> mutexes(count);
     for (int k = 0; k < count; ++k) {
-      status_ = LookupResource(ctx, HandleFromInput(ctx, k), &vars_[k]);
+      const Tensor& input = ctx->input(k);
+      const ResourceHandle* handle = nullptr;
+      if (input.dims() == 0) {
+        handle = &input.scalar<ResourceHandle>()();
+      } else if (input.dims() == 1 && block > 0 && input.dim_size(0) == block) {
+        handle = &input.flat<ResourceHandle>()(k % block);
+      } else {
+        status_ = absl::InvalidArgumentError(absl::StrCat(
+            "pyoptim: ", label(k), " must be a resource handle or the ", block,
+            " handles of its list (shape [", block, "]), got shape ",
+            input.shape().DebugString()));
+        return;
+      }
+      status_ = LookupResource(ctx, *handle, &vars_[k]);
       if (!status_.ok()) return;
       mutexes[k] = vars_[k]->mu();
     }
@@ -571,8 +589,8 @@ class LockedResources {
 template <class T>
 class LockedVariables : public LockedResources {
  public:
-  LockedVariables(OpKernelContext* ctx, int count)
-      : LockedResources(ctx, std::vector<DataType>(count, DataTypeToEnum<T>::value)) {}
+  LockedVariables(OpKernelContext* ctx, int count, int block)
+      : LockedResources(ctx, std::vector<DataType>(count, DataTypeToEnum<T>::value), block) {}
   T* data(int k) { return LockedResources::template data<T>(k); }
 };
 
@@ -740,7 +758,7 @@ class ApplySgdOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     const int nres = n_ + num_momentum_;
-    LockedVariables<T> vars(ctx, nres);
+    LockedVariables<T> vars(ctx, nres, n_);
     OP_REQUIRES_OK(ctx, vars.status());
     pyoptim::SgdCoeffs<T> c{};
     OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, nres, {{"learning_rate", &c.lr},
@@ -813,7 +831,7 @@ class ApplyRmspropOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     const int nres = 2 * n_ + num_momentum_ + num_centered_;
-    LockedVariables<T> vars(ctx, nres);
+    LockedVariables<T> vars(ctx, nres, n_);
     OP_REQUIRES_OK(ctx, vars.status());
     pyoptim::RmspropCoeffs<T> c{};
     OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, nres, {{"learning_rate", &c.lr},
@@ -939,7 +957,7 @@ class ApplyAdamOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     const int nres = 3 * n_ + num_amsgrad_;
-    LockedVariables<T> vars(ctx, nres);
+    LockedVariables<T> vars(ctx, nres, n_);
     OP_REQUIRES_OK(ctx, vars.status());
     pyoptim::AdamCoeffs<T> c{};
     OP_REQUIRES_OK(ctx, ReadAdamCoeffs<T>(ctx, nres, &c));
@@ -1026,7 +1044,7 @@ class ApplyAdam8bitOp : public OpKernel {
     dtypes.insert(dtypes.end(), n_, DT_UINT8);  // v codes
     dtypes.insert(dtypes.end(), a, DT_UINT8);   // v_hat codes
     dtypes.insert(dtypes.end(), 2 * n_ + a, dt);  // scales
-    LockedResources vars(ctx, dtypes, [this](int k) { return Name(k); });
+    LockedResources vars(ctx, dtypes, n_, [this](int k) { return Name(k); });
     OP_REQUIRES_OK(ctx, vars.status());
     OP_REQUIRES_OK(ctx, CheckShapes(vars));
     pyoptim::AdamCoeffs<T> c{};
@@ -1378,7 +1396,7 @@ class ApplyElementwiseOp : public OpKernel {
     const ElementwiseKernel<T>& kernel = ElementwiseKernels<T>()[index_];
     const int slots = kernel.slots;
     const int nres = n_ * (1 + slots);
-    LockedVariables<T> vars(ctx, nres);
+    LockedVariables<T> vars(ctx, nres, n_);
     OP_REQUIRES_OK(ctx, vars.status());
     std::vector<T> coefficients(kernel.coefficients);
     for (int j = 0; j < kernel.coefficients; ++j) {
