@@ -25,11 +25,16 @@ def _op_loaded():
     assert pk.fast_path_available(), pk.status()
 
 
-def _problem(cls: Any) -> Tuple[List[keras.Variable], List[tf.Tensor], Any]:
+def _variables_and_grads() -> Tuple[List[keras.Variable], List[tf.Tensor]]:
     rng = np.random.default_rng(3)
     variables = [keras.Variable(rng.standard_normal(5 + i).astype("float32"))
                  for i in range(N_VARS)]
     grads = [tf.constant(rng.standard_normal(5 + i).astype("float32")) for i in range(N_VARS)]
+    return variables, grads
+
+
+def _problem(cls: Any) -> Tuple[List[keras.Variable], List[tf.Tensor], Any]:
+    variables, grads = _variables_and_grads()
     opt = cls(learning_rate=0.01)
     opt.build(variables)
     return variables, grads, opt
@@ -48,7 +53,7 @@ def _handle_ids(variables: List[Any]) -> set:
     (lambda: pk.Adam8bit(learning_rate=0.01, min_8bit_size=8, block_size=32), [3] * 8),
 ])
 def test_one_capture_per_handle_list(make, lists):
-    variables, grads, _ = _problem(pk.Adam)
+    variables, grads = _variables_and_grads()
     opt = make()
     opt.build(variables)
 
@@ -64,6 +69,8 @@ def test_one_capture_per_handle_list(make, lists):
     assert not _handle_ids(slots) & {id(t) for t in captured}
     packed = [t for t in captured if t.dtype == tf.resource and t.shape.rank == 1]
     assert sorted(t.shape[0] for t in packed) == lists
+    # and only the lists an op takes are packed (Adam8bit's float op takes no scale lists)
+    assert len(opt._pyoptim_packs) == len(lists)
 
 
 def _keras_twin(cls: Any) -> Tuple[List[keras.Variable], List[tf.Tensor], Any]:

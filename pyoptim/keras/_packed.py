@@ -80,9 +80,15 @@ def _stack(handles: Sequence[tf.Tensor]) -> tf.Tensor:
 
 
 def savedmodel_children(owner: Any) -> Dict[str, PackedHandles]:
-    """``owner``'s packs as SavedModel children (``_pyoptim_packed_<k>``)."""
+    """``owner``'s packs as SavedModel children (``_pyoptim_packed_<k>``), each one's
+    :class:`PackedHandles` made on the first save (only a SavedModel needs it)."""
     cache = owner.__dict__.get("_pyoptim_packs") or {}
-    return {f"_pyoptim_packed_{k}": entry[3] for k, entry in enumerate(cache.values())}
+    children = {}
+    for k, (key, entry) in enumerate(list(cache.items())):
+        if entry[3] is None:
+            entry = cache[key] = entry[:3] + (PackedHandles(entry[0], entry[1]),)
+        children[f"_pyoptim_packed_{k}"] = entry[3]
+    return children
 
 
 # Per graph (weakly): (number of captures, {id(internal): external}, {id(eager): internal}).
@@ -125,9 +131,8 @@ def packed_handles(owner: Any, variables: Sequence[Any]) -> Optional[List[tf.Ten
                 return None
             with tf.device(members[0].device):
                 packed = _stack(members)
-            # components: keeps the ids unique
-            entry = cache[key] = (tuple(components), packed, members,
-                                  PackedHandles(components, packed))
+            # components: keeps the ids unique; the PackedHandles: see savedmodel_children
+            entry = cache[key] = (tuple(components), packed, members, None)
         _PACKS[id(packed)] = (packed, tuple(map(id, members)), members)
     # Handles the graph has captured already (a model's variables, read by its forward pass)
     # cost no further capture: those are passed as they are.

@@ -338,14 +338,18 @@ class _FastPathMixin(ReportingMixin):
             cache[key] = plan
         return plan
 
-    def _handle_lists(self, variables: Sequence[Any]) -> List[List[tf.Tensor]]:
+    def _handle_lists(self, variables: Sequence[Any],
+                      kinds: Optional[Sequence[int]] = None) -> List[Optional[List[tf.Tensor]]]:
         """The op's resource inputs: ``[[each variable's handle], [each one's first slot's
-        handle], [second slot's], ...]`` (slots in ``_slots`` order).  Under a mirrored strategy,
-        called inside the update, a variable's handle is this device's copy."""
+        handle], [second slot's], ...]`` (slots in ``_slots`` order; with ``kinds``, only those
+        slot lists, None in the others' places).  Under a mirrored strategy, called inside the
+        update, a variable's handle is this device's copy."""
         slots = [self._var_info(v)[1] for v in variables]
-        kinds = len(slots[0]) if slots else 0
+        count = len(slots[0]) if slots else 0
+        wanted = range(count) if kinds is None else kinds
         return [self._resource_handles(variables)] + [
-            self._resource_handles([s[j] for s in slots]) for j in range(kinds)]
+            self._resource_handles([s[j] for s in slots]) if j in wanted else None
+            for j in range(count)]
 
     def _resource_handles(self, variables: Sequence[Any]) -> List[tf.Tensor]:
         """One list of the op's resource inputs: inside a graph the handles packed in one

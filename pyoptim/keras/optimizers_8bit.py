@@ -228,12 +228,14 @@ class _Adam8bitBase(_FastPathMixin):
         def fused(first, others, grads, learning_rate):
             here = [first] + list(others)
 
-            def handle_lists(positions: Sequence[int]) -> List[List[tf.Tensor]]:
-                # The op's resource input lists for the variables at `positions` (each list
-                # packed anew inside a graph: a packed list holds exactly its op's variables).
+            def handle_lists(positions: Sequence[int],
+                             kinds: Sequence[int]) -> List[Optional[List[tf.Tensor]]]:
+                # The op's resource input lists for the variables at `positions`, slot kinds
+                # `kinds` (each list packed anew inside a graph: a packed list holds exactly
+                # its op's variables).
                 if group.handles is not None:
                     return [[h[i] for i in positions] for h in group.handles]
-                return self._handle_lists([here[i] for i in positions])
+                return self._handle_lists([here[i] for i in positions], kinds)
 
             with self._after_all_gradients():
                 return self._fused_update_8bit(op, group.dtype, handle_lists, list(grads),
@@ -243,7 +245,8 @@ class _Adam8bitBase(_FastPathMixin):
                                      args=(variables[1:], grads, learning_rate), group=False)
 
     def _fused_update_8bit(self, op: Any, dtype: tf.DType,
-                           handle_lists: Callable[[Sequence[int]], List[List[tf.Tensor]]],
+                           handle_lists: Callable[[Sequence[int], Sequence[int]],
+                                                  List[Optional[List[tf.Tensor]]]],
                            grads: List[Any], learning_rate: Any, decay: List[bool],
                            scalars: List[tf.Tensor], quantized: Sequence[bool]) -> List[Any]:
         lr = ops.cast(learning_rate, dtype)
@@ -275,7 +278,12 @@ class _Adam8bitBase(_FastPathMixin):
                           one_minus_beta_2=one_minus_beta_2, epsilon=epsilon, learning_rate=lr,
                           weight_decay=wd, grad=values, indices=indices, sparse=sparse,
                           decay=pick(decay))
-            handles = handle_lists(positions)
+            # Slot kinds (_slots order): m, v, m_scale, v_scale[, v_hat, v_hat_scale]; the float
+            # op takes no scales (handles[1 + kind]).
+            kinds = (0, 1) + ((4,) if amsgrad else ())
+            if eight_bit:
+                kinds += (2, 3) + ((5,) if amsgrad else ())
+            handles = handle_lists(positions, kinds)
             var, m, v = handles[0], handles[1], handles[2]
             with tf.control_dependencies(barrier):
                 if eight_bit:
