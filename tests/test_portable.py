@@ -117,26 +117,6 @@ def test_compiler_flags_are_written_once():
         assert "-mfma" in _build.isa_flags("avx512")
 
 
-@pytest.mark.parametrize("isa", _build.targetable_isas())
-def test_op_compiles_for_every_isa(isa, tmp_path):
-    """The op compiles for each ISA the compiler targets here, also ones this CPU cannot run
-    (an AVX2-only machine still compiles the avx512 build: a flag problem shows anywhere).
-    The kernels use that ISA's registers and no fused multiply-add (-ffp-contract=off)."""
-    library = tmp_path / f"op-{isa}.so"
-    _build.compile_to(isa, library)
-    code = _own_instructions(library)
-    assert len(code) > 1000, len(code)
-    fused = [line for line in code if _FMA.search(line)]
-    assert not fused, fused[:5]
-    text = "\n".join(code)
-    if isa == "avx512":
-        assert "%zmm" in text
-    elif isa == "avx2":
-        assert "%ymm" in text and "%zmm" not in text
-    else:
-        assert "%zmm" not in text
-
-
 def test_failed_build_warns_in_two_lines_and_is_remembered(tmp_path):
     """A compiler that fails: the build error and the optimizer's warning say in one line
     what failed and where to look; ``python -m pyoptim.keras status`` prints the whole log.  The
@@ -266,12 +246,21 @@ _CASES = ([[k, kw, "float32", eager, 21, 1] for k, kw in _VARIANTS for eager in 
           + [[k, kw, "float32", False, 21, 2, True] for k, kw in _SPARSE])
 
 
+@pytest.fixture(scope="module")
+def op_cache(tmp_path_factory) -> Path:
+    """The op cache of this module's processes: each ISA's op is compiled once, by the first
+    process that needs it (test_model_fit_under_each_supported_isa's, for the ISAs this CPU
+    runs), and test_op_compiles_for_every_isa inspects that build."""
+    return tmp_path_factory.mktemp("op-cache")
+
+
 @pytest.mark.parametrize("isa", SUPPORTED)
-def test_model_fit_under_each_supported_isa(isa, tmp_path):
-    """With PYOPTIM_ISA=<isa> and an empty cache, a fresh process builds the op for that ISA,
-    runs the kernels (op execution counter, no fallback; graph-mode RMSprop's self-test passes)
-    and model.fit ends with keras.optimizers' bits, graph and eager, float32 and float64."""
-    env = dict(os.environ, PYOPTIM_ISA=isa, PYOPTIM_CACHE_DIR=str(tmp_path / "cache"),
+def test_model_fit_under_each_supported_isa(isa, op_cache):
+    """With PYOPTIM_ISA=<isa> and no op for it in the cache, a fresh process builds the op for
+    that ISA, runs the kernels (op execution counter, no fallback; graph-mode RMSprop's
+    self-test passes) and model.fit ends with keras.optimizers' bits, graph and eager, float32
+    and float64."""
+    env = dict(os.environ, PYOPTIM_ISA=isa, PYOPTIM_CACHE_DIR=str(op_cache),
                TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("PYOPTIM_KERAS_FAST_PATH", None)
     result = subprocess.run([sys.executable, "-c", RUN_UNDER_ISA, json.dumps(_CASES)],
@@ -281,7 +270,7 @@ def test_model_fit_under_each_supported_isa(isa, tmp_path):
     info = json.loads(result.stdout.strip().splitlines()[-1])
     assert info["core_isa"] == isa and info["available"], info["status"]
     assert info["status"]["isa"] == isa and f"-{isa}-" in Path(info["status"]["library"]).name
-    assert Path(info["status"]["library"]).parent == tmp_path / "cache"
+    assert Path(info["status"]["library"]).parent == op_cache
     failures: Dict[str, object] = {}
     for case in info["cases"]:
         counts = case["counts"]
@@ -293,6 +282,31 @@ def test_model_fit_under_each_supported_isa(isa, tmp_path):
     assert {(c[0], c[1]) for c in checks} >= {("float32", False), ("float32", True),
                                               ("float64", False)}, checks
     assert all(c[-1] for c in checks) and all(c[2] for c in checks), checks
+
+
+@pytest.mark.parametrize("isa", _build.targetable_isas())
+def test_op_compiles_for_every_isa(isa, op_cache, tmp_path, monkeypatch):
+    """The op compiles for each ISA the compiler targets here, also ones this CPU cannot run
+    (an AVX2-only machine still compiles the avx512 build: a flag problem shows anywhere).
+    The kernels use that ISA's registers and no fused multiply-add (-ffp-contract=off).
+    An ISA this CPU runs was built by test_model_fit_under_each_supported_isa in ``op_cache``:
+    that library is the one inspected; the others are compiled here."""
+    monkeypatch.setenv("PYOPTIM_CACHE_DIR", str(op_cache))
+    library = _build.library_path(isa)
+    if not library.is_file():
+        library = tmp_path / f"op-{isa}.so"
+        _build.compile_to(isa, library)
+    code = _own_instructions(library)
+    assert len(code) > 1000, len(code)
+    fused = [line for line in code if _FMA.search(line)]
+    assert not fused, fused[:5]
+    text = "\n".join(code)
+    if isa == "avx512":
+        assert "%zmm" in text
+    elif isa == "avx2":
+        assert "%ymm" in text and "%zmm" not in text
+    else:
+        assert "%zmm" not in text
 
 
 def test_status_reports_the_loaded_ops_isa():

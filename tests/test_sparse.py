@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -305,20 +305,38 @@ def test_fuzz_random_index_sets():
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("isa", pyoptim.config.config()["isas_supported"])
-def test_sparse_pass_fuzz_under_each_isa(isa, tmp_path):
+SUPPORTED_ISAS = pyoptim.config.config()["isas_supported"]
+
+
+@pytest.fixture(scope="module")
+def sparse_fuzz_builds(tmp_path_factory) -> Iterator[Dict[str, Tuple[subprocess.Popen, Path]]]:
+    """tests/cross/sparse_fuzz.cpp compiled for each ISA this CPU runs, the compilers started
+    together (each takes about 40 s of one core; the tests wait for theirs)."""
+    out = tmp_path_factory.mktemp("sparse_fuzz")
+    builds = {}
+    for isa in SUPPORTED_ISAS:
+        exe = out / f"sparse_fuzz_{isa}"
+        cmd = (_build.compiler() + ["-std=c++17"] + _build.kernel_flags() + _build.isa_flags(isa)
+               + [f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'pyoptim' / 'keras' / '_op'}",
+                  str(ROOT / "tests" / "cross" / "sparse_fuzz.cpp"), "-o", str(exe)])
+        builds[isa] = (subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True), exe)
+    yield builds
+    for proc, _ in builds.values():
+        if proc.poll() is None:  # a test that did not run (deselected, or -x)
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.parametrize("isa", SUPPORTED_ISAS)
+def test_sparse_pass_fuzz_under_each_isa(isa, sparse_fuzz_builds):
     """tests/cross/sparse_fuzz.cpp: the op's sparse pass (pyoptim/keras/_op/sparse_rows.hpp) with
     random index sets and random block boundaries, built with the op's flags for each instruction
     set this CPU runs, equals a scalar transcription of Keras' semantics in every element
     (tests/sanitize.sh runs it under AddressSanitizer + UBSan too)."""
-    exe = tmp_path / "sparse_fuzz"
-    build = subprocess.run(_build.compiler() + ["-std=c++17"] + _build.kernel_flags()
-                           + _build.isa_flags(isa) + [f"-I{ROOT / 'csrc'}",
-                                                       f"-I{ROOT / 'pyoptim' / 'keras' / '_op'}",
-                                                       str(ROOT / "tests" / "cross" / "sparse_fuzz.cpp"),
-                                                       "-o", str(exe)],
-                           capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stderr[-3000:]
+    proc, exe = sparse_fuzz_builds[isa]
+    output, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, output[-3000:]
     run = subprocess.run([str(exe), "300", "7"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and "0 mismatches" in run.stdout, run.stdout[-3000:]
 
