@@ -31,7 +31,7 @@ for tool in "$A64_CXX" "$QEMU"; do
   }
 done
 WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2> /dev/null || true; rm -rf "$WORK"' EXIT
 start=$SECONDS
 
 # The kernel flags of CMakeLists.txt (PYOPTIM_KERNEL_FLAGS) and its per-ISA flags on x86-64,
@@ -46,6 +46,26 @@ done < <(sed -n 's/^set(PYOPTIM_ISA_FLAGS_\([a-z][a-z0-9]*\) *\(.*\))$/\1 \2/p' 
 [ "${#ISA_FLAGS[@]}" -eq 3 ] || { echo "cross_aarch64: cannot read the ISA flags of CMakeLists.txt" >&2; exit 2; }
 
 echo "== cross_aarch64: $("$A64_CXX" --version | head -1)"
+
+# The x86-64 side of step 3 (a kernels object per instruction set, then kernel_bits) and step 4's
+# aarch64 build compile in the background while steps 1 to 3 compile the aarch64 core and op:
+# each compiler is single-threaded, so the two lanes keep both cores of a two-core machine busy.
+host_lane() {
+  local isa objects=()
+  for isa in baseline avx2 avx512; do
+    # shellcheck disable=SC2086
+    "$HOST_CXX" "${KERNEL_FLAGS[@]}" ${ISA_FLAGS[$isa]} -DPYOPTIM_ISA=$isa -I"$ROOT/csrc" \
+      -c "$ROOT/csrc/kernels_isa.cpp" -o "$WORK/host_$isa.o"
+    objects+=("$WORK/host_$isa.o")
+  done
+  "$HOST_CXX" "${KERNEL_FLAGS[@]}" -DPYOPTIM_HAVE_AVX2 -DPYOPTIM_HAVE_AVX512 -I"$ROOT/csrc" \
+    "$ROOT/tests/cross/kernel_bits.cpp" "$ROOT/csrc/dispatch.cpp" "${objects[@]}" \
+    -o "$WORK/kernel_bits_host"
+  "$A64_CXX" -std=c++17 -O2 -ffp-contract=off -fno-math-errno -fopenmp-simd -static -I"$ROOT/csrc" \
+    -I"$ROOT/pyoptim/keras/_op" "$ROOT/tests/cross/sparse_fuzz.cpp" -o "$WORK/sparse_fuzz_a64"
+}
+host_lane > "$WORK/host_lane.log" 2>&1 &
+host_lane_pid=$!
 
 echo "== 1. the core's C++ for aarch64 (baseline kernels, no x86 flag)"
 PY_INC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
@@ -86,16 +106,11 @@ echo "== 3. the kernels' bits: x86-64 (each instruction set this CPU runs) again
 "$A64_CXX" "${KERNEL_FLAGS[@]}" -static -I"$ROOT/csrc" "$ROOT/tests/cross/kernel_bits.cpp" \
   "$WORK/a64_kernels.o" "$WORK/a64_dispatch.o" -o "$WORK/kernel_bits_a64" 2> "$WORK/link.log" \
   || { cat "$WORK/link.log" >&2; exit 1; }
-host_objects=()
-for isa in baseline avx2 avx512; do
-  # shellcheck disable=SC2086
-  "$HOST_CXX" "${KERNEL_FLAGS[@]}" ${ISA_FLAGS[$isa]} -DPYOPTIM_ISA=$isa -I"$ROOT/csrc" \
-    -c "$ROOT/csrc/kernels_isa.cpp" -o "$WORK/host_$isa.o"
-  host_objects+=("$WORK/host_$isa.o")
-done
-"$HOST_CXX" "${KERNEL_FLAGS[@]}" -DPYOPTIM_HAVE_AVX2 -DPYOPTIM_HAVE_AVX512 -I"$ROOT/csrc" \
-  "$ROOT/tests/cross/kernel_bits.cpp" "$ROOT/csrc/dispatch.cpp" "${host_objects[@]}" \
-  -o "$WORK/kernel_bits_host"
+wait "$host_lane_pid" || {
+  echo "cross_aarch64: the background builds (host kernels and kernel_bits, aarch64 sparse_fuzz) failed:" >&2
+  cat "$WORK/host_lane.log" >&2
+  exit 1
+}
 
 OMP_NUM_THREADS=2 "$QEMU" "$WORK/kernel_bits_a64" > "$WORK/aarch64.txt"
 lines=$(wc -l < "$WORK/aarch64.txt")
@@ -118,8 +133,6 @@ for isa in $("$WORK/kernel_bits_host" --list); do
 done
 
 echo "== 4. the op's sparse-gradient pass on aarch64 (qemu) against Keras' semantics (tests/cross/sparse_fuzz.cpp)"
-"$A64_CXX" -std=c++17 -O2 -ffp-contract=off -fno-math-errno -fopenmp-simd -static -I"$ROOT/csrc" \
-  -I"$ROOT/pyoptim/keras/_op" "$ROOT/tests/cross/sparse_fuzz.cpp" -o "$WORK/sparse_fuzz_a64"
 if ! "$QEMU" "$WORK/sparse_fuzz_a64" 200; then
   echo "cross_aarch64: the sparse pass differs from Keras' semantics on aarch64" >&2
   status=1
