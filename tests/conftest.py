@@ -1,4 +1,4 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the order of the test files."""
 import os
 
 import numpy as np
@@ -31,3 +31,16 @@ def _outside_the_source_tree(tmp_path_factory):
     os.chdir(tmp_path_factory.mktemp("cwd"))
     yield
     os.chdir(before)
+
+
+# The slowest files first (the op built and run under each instruction set, the sparse fuzz's
+# builds, the benchmark's smoke run, the multi-worker example, ...): the README's command,
+# `pytest -n 2 --dist loadfile`, gives each file whole to one of two processes in collection
+# order, and a slow file collected last would leave one process working alone at the end.
+_SLOW_FILES = ("test_portable.py", "test_sparse.py", "test_bench.py", "test_scale.py",
+               "test_keras.py", "test_trace.py", "test_keras_elementwise.py", "test_backends.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(_SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
