@@ -17,24 +17,19 @@ model's Dense layers.
 from __future__ import annotations
 
 import argparse
-import glob
 import math
 import os
 import statistics
 import sys
-import tempfile
 from typing import Any, Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def _events(logdir: str) -> Tuple[List[Tuple[int, int]], List[Tuple[int, int, str]]]:
+def _events(space: Any) -> Tuple[List[Tuple[int, int]], List[Tuple[int, int, str]]]:
     """(train function calls, ops on TensorFlow's compute threads) as (start, end[, name]) in ps."""
-    from tf_profile import _read_xspace
-
-    path = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1]
     calls, ops = [], []
-    for plane in _read_xspace(path).planes:
+    for plane in space.planes:
         names = plane.event_metadata
         for line in plane.lines:
             for event in line.events:
@@ -56,15 +51,9 @@ def _scope(name: str) -> str:
 
 def profile(model: Any, x: Any, y: Any, batch_size: int, epochs: int, dense_index: int) -> Dict[str, float]:
     """Medians over the profiled train function calls, in ms."""
-    import tensorflow as tf
+    from tf_profile import record_fit
 
-    logdir = tempfile.mkdtemp(prefix="pyoptim-overlap-")
-    tf.profiler.experimental.start(logdir)
-    try:
-        model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=False)
-    finally:
-        tf.profiler.experimental.stop()
-    calls, ops = _events(logdir)
+    calls, ops = _events(record_fit(model, x, y, batch_size, epochs))
     steps, tails, op_ms = [], [], []
     for start, end in calls:
         inside = [o for o in ops if start <= o[0] and o[1] <= end]

@@ -24,10 +24,9 @@ def _read_xspace(path: str) -> Any:
     return space
 
 
-def profile_fit(model: Any, x: Any, y: Any, batch_size: int, epochs: int = 2) -> Dict[str, Any]:
-    """``model.fit(x, y, batch_size, epochs)`` (already compiled and traced) under the profiler.
-
-    Returns ``{"steps": n, "train_function_ms": per step, "op_ms": {op type: ms per step}}``."""
+def record_fit(model: Any, x: Any, y: Any, batch_size: int, epochs: int) -> Any:
+    """``model.fit(x, y, batch_size, epochs)`` (already compiled and traced) under the profiler;
+    returns the XSpace it recorded."""
     import tensorflow as tf
 
     logdir = tempfile.mkdtemp(prefix="pyoptim-profile-")
@@ -36,11 +35,18 @@ def profile_fit(model: Any, x: Any, y: Any, batch_size: int, epochs: int = 2) ->
         model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=False)
     finally:
         tf.profiler.experimental.stop()
+    return _read_xspace(sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1])
+
+
+def profile_fit(model: Any, x: Any, y: Any, batch_size: int, epochs: int = 2) -> Dict[str, Any]:
+    """``model.fit(x, y, batch_size, epochs)`` (already compiled and traced) under the profiler.
+
+    Returns ``{"steps": n, "train_function_ms": per step, "op_ms": {op type: ms per step}}``."""
+    space = record_fit(model, x, y, batch_size, epochs)
     steps = epochs * -(-len(x) // batch_size)
-    files = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))
     op_ps: Dict[str, int] = collections.Counter()
     function_ps = 0
-    for plane in _read_xspace(files[-1]).planes:
+    for plane in space.planes:
         names = plane.event_metadata
         for line in plane.lines:
             for event in line.events:
