@@ -41,6 +41,13 @@ _SLOW_FILES = ("test_portable.py", "test_sparse.py", "test_bench.py", "test_scal
                "test_keras.py", "test_trace.py", "test_keras_elementwise.py", "test_backends.py")
 
 
+def pytest_configure(config):
+    # pytest-xdist sorts the files by their number of tests unless told not to
+    # (--loadscope-reorder is its default): keep the order set below.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(session, config, items):
     rank = {name: i for i, name in enumerate(_SLOW_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
