@@ -8,8 +8,8 @@ done), and how much of the floor's step comes after that?
 pyoptim.keras' op runs after every gradient (one op per step), so its whole time adds to the
 floor's step.  An update that started on the largest kernel as soon as the backward pass is done
 with it could hide at most the rest of the step behind it (the earlier layers' backward pass):
-``tail``.  Both steps are read from TensorFlow's profiler (bench/tf_profile.py's XSpace) per
-train function call: ``step`` (its wall time), ``op`` (the PyoptimApply op's time) and ``tail``
+``tail``.  Both steps are read from TensorFlow's profiler (``tf_profile.events``) per train
+function call: ``step`` (its wall time), ``op`` (the PyoptimApply op's time) and ``tail``
 (from the end of the last gradient MatMul of the largest kernel's layer to the end of the step's
 last op).  The largest kernel's layer is found by its forward MatMul, the k-th in order of the
 model's Dense layers.
@@ -21,26 +21,9 @@ import math
 import os
 import statistics
 import sys
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-
-def _events(space: Any) -> Tuple[List[Tuple[int, int]], List[Tuple[int, int, str]]]:
-    """(train function calls, ops on TensorFlow's compute threads) as (start, end[, name]) in ps."""
-    calls, ops = [], []
-    for plane in space.planes:
-        names = plane.event_metadata
-        for line in plane.lines:
-            for event in line.events:
-                name = names[event.metadata_id].name
-                start = line.timestamp_ns * 1000 + event.offset_ps
-                end = start + event.duration_ps
-                if name.startswith("EagerLocalExecute: __inference_multi_step_on_iterator"):
-                    calls.append((start, end))
-                elif line.name.startswith("tf_Compute") and ":" in name and "::" not in name:
-                    ops.append((start, end, name))
-    return sorted(calls), sorted(ops)
 
 
 def _scope(name: str) -> str:
@@ -51,9 +34,9 @@ def _scope(name: str) -> str:
 
 def profile(model: Any, x: Any, y: Any, batch_size: int, epochs: int, dense_index: int) -> Dict[str, float]:
     """Medians over the profiled train function calls, in ms."""
-    from tf_profile import record_fit
+    from tf_profile import events, record_fit
 
-    calls, ops = _events(record_fit(model, x, y, batch_size, epochs))
+    calls, ops = events(record_fit(model, x, y, batch_size, epochs))
     steps, tails, op_ms = [], [], []
     for start, end in calls:
         inside = [o for o in ops if start <= o[0] and o[1] <= end]

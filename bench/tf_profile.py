@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import glob
 import tempfile
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 
 def _read_xspace(path: str) -> Any:
@@ -38,23 +38,34 @@ def record_fit(model: Any, x: Any, y: Any, batch_size: int, epochs: int) -> Any:
     return _read_xspace(sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1])
 
 
-def profile_fit(model: Any, x: Any, y: Any, batch_size: int, epochs: int = 2) -> Dict[str, Any]:
-    """``model.fit(x, y, batch_size, epochs)`` (already compiled and traced) under the profiler.
-
-    Returns ``{"steps": n, "train_function_ms": per step, "op_ms": {op type: ms per step}}``."""
-    space = record_fit(model, x, y, batch_size, epochs)
-    steps = epochs * -(-len(x) // batch_size)
-    op_ps: Dict[str, int] = collections.Counter()
-    function_ps = 0
+def events(space: Any) -> Tuple[List[Tuple[int, int]], List[Tuple[int, int, str]]]:
+    """``space``'s train function calls, ``(start, end)``, and its ops on TensorFlow's compute
+    threads, ``(start, end, "<op name>:<op type>")``, in picoseconds, each list sorted."""
+    calls, ops = [], []
     for plane in space.planes:
         names = plane.event_metadata
         for line in plane.lines:
             for event in line.events:
                 name = names[event.metadata_id].name
+                start = line.timestamp_ns * 1000 + event.offset_ps
+                end = start + event.duration_ps
                 if line.name.startswith("tf_Compute") and ":" in name and "::" not in name:
-                    op_ps[name.rsplit(":", 1)[1]] += event.duration_ps
+                    ops.append((start, end, name))
                 elif name.startswith("EagerLocalExecute: __inference_multi_step_on_iterator"):
-                    function_ps += event.duration_ps
+                    calls.append((start, end))
+    return sorted(calls), sorted(ops)
+
+
+def profile_fit(model: Any, x: Any, y: Any, batch_size: int, epochs: int = 2) -> Dict[str, Any]:
+    """``model.fit(x, y, batch_size, epochs)`` (already compiled and traced) under the profiler.
+
+    Returns ``{"steps": n, "train_function_ms": per step, "op_ms": {op type: ms per step}}``."""
+    calls, ops = events(record_fit(model, x, y, batch_size, epochs))
+    steps = epochs * -(-len(x) // batch_size)
+    op_ps: Dict[str, int] = collections.Counter()
+    for start, end, name in ops:
+        op_ps[name.rsplit(":", 1)[1]] += end - start
+    function_ps = sum(end - start for start, end in calls)
     per_step = lambda ps: ps / 1e9 / steps  # noqa: E731  (picoseconds -> ms per step)
     return {"steps": steps, "train_function_ms": per_step(function_ps),
             "op_ms": {op: per_step(ps) for op, ps in sorted(op_ps.items(), key=lambda kv: -kv[1])}}

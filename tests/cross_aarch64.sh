@@ -50,7 +50,7 @@ echo "== cross_aarch64: $("$A64_CXX" --version | head -1)"
 # The x86-64 side of step 3 (a kernels object per instruction set, then kernel_bits) and step 4's
 # aarch64 build compile in the background while steps 1 to 3 compile the aarch64 core and op:
 # each compiler is single-threaded, so the two lanes keep both cores of a two-core machine busy.
-host_lane() {
+background_builds() {
   local isa objects=()
   for isa in baseline avx2 avx512; do
     # shellcheck disable=SC2086
@@ -64,8 +64,8 @@ host_lane() {
   "$A64_CXX" -std=c++17 -O2 -ffp-contract=off -fno-math-errno -fopenmp-simd -static -I"$ROOT/csrc" \
     -I"$ROOT/pyoptim/keras/_op" "$ROOT/tests/cross/sparse_fuzz.cpp" -o "$WORK/sparse_fuzz_a64"
 }
-host_lane > "$WORK/host_lane.log" 2>&1 &
-host_lane_pid=$!
+background_builds > "$WORK/background.log" 2>&1 &
+background_pid=$!
 
 echo "== 1. the core's C++ for aarch64 (baseline kernels, no x86 flag)"
 PY_INC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
@@ -106,9 +106,9 @@ echo "== 3. the kernels' bits: x86-64 (each instruction set this CPU runs) again
 "$A64_CXX" "${KERNEL_FLAGS[@]}" -static -I"$ROOT/csrc" "$ROOT/tests/cross/kernel_bits.cpp" \
   "$WORK/a64_kernels.o" "$WORK/a64_dispatch.o" -o "$WORK/kernel_bits_a64" 2> "$WORK/link.log" \
   || { cat "$WORK/link.log" >&2; exit 1; }
-wait "$host_lane_pid" || {
+wait "$background_pid" || {
   echo "cross_aarch64: the background builds (host kernels and kernel_bits, aarch64 sparse_fuzz) failed:" >&2
-  cat "$WORK/host_lane.log" >&2
+  cat "$WORK/background.log" >&2
   exit 1
 }
 
