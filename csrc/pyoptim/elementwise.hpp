@@ -39,7 +39,8 @@
 // (split_tf_tail).
 //
 // A kernel whose step needs norms of whole tensors (Lamb's trust ratio) says kTensorNorms: its
-// update changes the slots only; the caller then sums square<kVariant>(p) and
+// update changes the slots only (the loop passes it 0 for p, and touches p only for weight
+// decay); the caller then sums square<kVariant>(p) and
 // square<kVariant>(step(i, ...)) over each tensor in TensorFlow's order, and applies
 // finish(p, step(i), scale(sum_p, sum_u, c)).
 //
@@ -181,6 +182,15 @@ inline void elementwise_loop(P* PYOPTIM_RESTRICT p, const G& terms, T* PYOPTIM_R
   const T wd = coeffs.weight_decay, dlr = coeffs.decay_lr;
   const G g = terms;  // a local copy, likewise
   const auto prepared = PreparedCoeffs<K, T>::make(c.data());
+  if constexpr (K::kTensorNorms && !kDecay) {
+    // A kTensorNorms update changes the slots only: without weight decay p is neither read
+    // nor written here (8 bytes an element less; it changes in the last pass).
+    PYOPTIM_SIMD_LOOP
+    for (index_t i = begin; i < end; ++i)
+      (void)K::template update<T, kVariant>(T(0), g, i, s0, s1, s2, prepared);
+    (void)p;
+    return;
+  }
   PYOPTIM_SIMD_LOOP
   for (index_t i = begin; i < end; ++i) {
     T pi = load<T>(p[i]);
