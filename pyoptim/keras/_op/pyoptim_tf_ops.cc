@@ -381,6 +381,21 @@ struct SharedBlocks {
   BlockingCounter left;  // blocks not yet finished
 };
 
+// Runs f(begin, end) over [0, n) in blocks of `block`, which the calling thread and up to
+// (threads - 1) helpers on TensorFlow's intra-op pool take one at a time until none is left.
+void RunBlocks(OpKernelContext* ctx, index_t n, index_t block,
+               const std::function<void(int64_t, int64_t)>& f) {
+  const DeviceBase::CpuWorkerThreads* wt = ctx->device()->tensorflow_cpu_worker_threads();
+  const int threads = (wt != nullptr && wt->workers != nullptr) ? wt->num_threads : 1;
+  auto shared = std::make_shared<SharedBlocks>(n, block, &f);
+  const index_t helpers = std::max<index_t>(0, std::min<index_t>(threads, shared->count) - 1);
+  for (index_t h = 0; h < helpers; ++h) {
+    wt->workers->Schedule([shared] { shared->Work(); });
+  }
+  shared->Work();
+  shared->left.Wait();
+}
+
 void RunSharded(OpKernelContext* ctx, index_t n,
                 const std::function<void(int64_t, int64_t)>& f) {
   const DeviceBase::CpuWorkerThreads* wt = ctx->device()->tensorflow_cpu_worker_threads();
@@ -394,13 +409,7 @@ void RunSharded(OpKernelContext* ctx, index_t n,
   index_t block = std::max<index_t>(min_block, (n + threads * kBlocksPerThread - 1) /
                                                    (threads * kBlocksPerThread));
   block = (block + pyoptim::kChunkAlign - 1) / pyoptim::kChunkAlign * pyoptim::kChunkAlign;
-  auto shared = std::make_shared<SharedBlocks>(n, block, &f);
-  const index_t helpers = std::min<index_t>(threads, shared->count) - 1;
-  for (index_t h = 0; h < helpers; ++h) {
-    wt->workers->Schedule([shared] { shared->Work(); });
-  }
-  shared->Work();
-  shared->left.Wait();
+  RunBlocks(ctx, n, block, f);
 }
 
 // The variables of one update, locked for the lifetime of this object.
@@ -1224,8 +1233,8 @@ void ElementwiseRange(int variant, bool decay, bool graph, T* p, T* const* s, co
 // A kTensorNorms kernel (Lamb) after its update of the slots: per tensor, TensorFlow's
 // reduce_sum of square(p) and of square(step(i)) (tf_reduce.hpp: the shards TensorFlow's
 // FullReducer would make for this device's thread count; every shard of every tensor in one
-// ParallelFor on TensorFlow's pool, combined in TensorFlow's order), then in one parallel pass
-// p = finish(p, step(i), scale(sums)).  The variant's form (variant / 2) picks square's
+// parallel loop on TensorFlow's pool (RunBlocks), combined in TensorFlow's order), then in one
+// parallel pass p = finish(p, step(i), scale(sums)).  The variant's form (variant / 2) picks square's
 // arithmetic; its last n % P elements take the tail variant.
 template <class K, class T>
 void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant,
@@ -1283,15 +1292,16 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
               buffer.data());
         }
       };
-      const DeviceBase::CpuWorkerThreads* wt = ctx->device()->tensorflow_cpu_worker_threads();
       index_t elements = 0;
       for (const Part& part : parts) elements += part.count;
-      if (wt == nullptr || wt->workers == nullptr || elements < pyoptim::kParallelMinElements) {
+      // One part at a time per thread, as the core's OpenMP loop: TensorFlow's shards are few
+      // and large, and a cost-model ParallelFor coarsens 3 parts on 2 threads into blocks of 2,
+      // which gave a large tensor's two shards to one thread and its empty final shard to the
+      // other.
+      if (elements < pyoptim::kParallelMinElements) {
         work(0, static_cast<int64_t>(parts.size()));
       } else {
-        wt->workers->ParallelFor(static_cast<int64_t>(parts.size()),
-                                 std::max<int64_t>(1, elements / static_cast<int64_t>(parts.size())) * 40,
-                                 work);
+        RunBlocks(ctx, static_cast<index_t>(parts.size()), 1, work);
       }
     };
     if (graph) {
