@@ -15,9 +15,9 @@ writes the parameter and the states.  For float32 (4 bytes) with Keras' defaults
 * The element-wise optimizers (bench/elementwise.py, csrc/pyoptim/<name>.hpp), one pass each
   except Lamb: Lion and Adagrad read p, g, s and write p, s (20 bytes/element, ``roof_states1``);
   Adadelta, Adamax, Nadam and Ftrl read p, g and two slots and write p and both (28,
-  ``roof_states2``); Lamb's op makes three passes: update m and v (the generic loop also reads
-  and writes p), the two norm sums (read p, m, v), the step (read p, m, v, write p)
-                                                  -> 28 + 12 + 16 = 56 bytes/element
+  ``roof_states2``); Lamb's op makes three passes: update m and v (read g, m, v, write m, v; p
+  only with weight decay), the two norm sums (read p, m, v), the step (read p, m, v, write p)
+                                                  -> 20 + 12 + 16 = 48 bytes/element
   (``roof_lamb``: the same three passes, each its own parallel region, with trivial arithmetic).
 
 (Written lines were read first, so write-allocate adds no traffic.)  The C loops
@@ -72,8 +72,8 @@ TRAFFIC_ELEMENTWISE: Dict[str, List[Dict[str, tuple]]] = {
     "adagrad": [{"read": ("param", "grad", "accumulator"), "write": ("param", "accumulator")}],
     "adamax": [{"read": ("param", "grad", "m", "u"), "write": ("param", "m", "u")}],
     "ftrl": [{"read": ("param", "grad", "accumulator", "linear"), "write": ("param", "accumulator", "linear")}],
-    "lamb": [{"pass": "update m, v (the generic loop also loads and stores p)",
-              "read": ("param", "grad", "m", "v"), "write": ("param", "m", "v")},
+    "lamb": [{"pass": "update m, v (p untouched without weight decay)",
+              "read": ("grad", "m", "v"), "write": ("m", "v")},
              {"pass": "norm sums: sum(p^2), sum(u^2) with u from m, v", "read": ("param", "m", "v"), "write": ()},
              {"pass": "step: p -= ratio * lr * u", "read": ("param", "m", "v"), "write": ("param",)}],
     "lion": [{"read": ("param", "grad", "momentum"), "write": ("param", "momentum")}],
@@ -88,7 +88,7 @@ ELEMENTWISE_LOOP: Dict[str, str] = {"adadelta": "states2", "adagrad": "states1",
 
 def bytes_per_element_elementwise(optimizer: str, itemsize: int = 4) -> int:
     """Bytes per element of one step of an element-wise optimizer, every pass:
-    Lion and Adagrad 20, Adadelta, Adamax, Ftrl and Nadam 28, Lamb 56 (float32)."""
+    Lion and Adagrad 20, Adadelta, Adamax, Ftrl and Nadam 28, Lamb 48 (float32)."""
     return sum(len(p["read"]) + len(p["write"]) for p in TRAFFIC_ELEMENTWISE[optimizer]) * itemsize
 
 
@@ -247,9 +247,18 @@ void roof_adam8bit(float** p, float** g, uint8_t** m, uint8_t** v, float** sm, f
 }
 
 /* Lamb's three passes (as its op, each a parallel region over one share per thread):
-   1. read p, g, m, v; write p, m, v   (the update of m and v)
+   1. read g, m, v; write m, v         (the update of m and v)
    2. read p, m, v                     (the two sums per tensor: sums[2k], sums[2k + 1])
    3. read p, m, v; write p            (p -= scale_k * u, scale_k from tensor k's sums) */
+static void lamb_moments(const float* restrict g, float* restrict m, float* restrict v, i64 b,
+                         i64 e) {
+#pragma omp simd
+  for (i64 i = b; i < e; ++i) {
+    m[i] = m[i] + (g[i] - m[i]) * 0.1f;
+    v[i] = v[i] + (g[i] * g[i] - v[i]) * 1e-3f;
+  }
+}
+
 static void lamb_sums(const float* restrict p, const float* restrict m, const float* restrict v,
                       i64 b, i64 e, float* sums, int k) {
   float sp = 0.0f, su = 0.0f;
@@ -273,7 +282,7 @@ static void lamb_step(float* restrict p, const float* restrict m, const float* r
 void roof_lamb(float** p, float** g, float** m, float** v, const i64* n, int nseg, int nt,
                float* sums, float* scale) {
   for (int k = 0; k < nseg; ++k) sums[2 * k] = sums[2 * k + 1] = 0.0f;
-  { SHARE_LOOP(run2(p[k], g[k], m[k], v[k], b, e, 0.9f, 1e-3f);) }
+  { SHARE_LOOP(lamb_moments(g[k], m[k], v[k], b, e);) }
   { SHARE_LOOP(lamb_sums(p[k], m[k], v[k], b, e, sums, k);) }
   for (int k = 0; k < nseg; ++k)
     scale[k] = sums[2 * k] > 0.0f && sums[2 * k + 1] > 0.0f ? 1e-6f : 1e-3f;
