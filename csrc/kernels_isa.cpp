@@ -166,13 +166,15 @@ void finish_range(P* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT m, const T* P
 }
 
 // A kTensorNorms kernel (Lamb) after its update pass (which changed only the slots and p's
-// weight decay): per segment TensorFlow's reduce_sum of square(p) and of square(step(i))
+// weight decay), or, without weight decay (kFused), with the update made in the second sum's
+// fill loop, element by element just before its step(i) (one pass over g, m, v and p fewer):
+// per segment TensorFlow's reduce_sum of square(p) and of square(step(i))
 // (tf_reduce.hpp: the shards TensorFlow's FullReducer makes for c.reduction_threads intra-op
 // threads; every shard of every segment computed in one OpenMP loop, in any order, then
 // combined in TensorFlow's order), then p = finish(p, step(i), scale(sums)) in one parallel
 // pass.  square's variant: the form of `variant` (variant / 2), with the tail variant on a
 // tensor's last n % P elements, as the TensorFlow op's TensorNormPasses.
-template <class K, class T, class P, int kForm>
+template <class K, class T, class P, int kForm, bool kFused>
 void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
                         const ElementwiseCoeffs<T>& c) {
   namespace R = tf_reduce;
@@ -209,8 +211,9 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
     const Part& part = parts[q];
     const Segment& seg = s[part.k];
     const P* PYOPTIM_RESTRICT p = static_cast<const P*>(seg.p);
-    const T* PYOPTIM_RESTRICT m = static_cast<const T*>(seg.s[0]);
-    const T* PYOPTIM_RESTRICT v = static_cast<const T*>(seg.s[1]);
+    T* PYOPTIM_RESTRICT m = static_cast<T*>(seg.s[0]);
+    T* PYOPTIM_RESTRICT v = static_cast<T*>(seg.s[1]);
+    const DenseTerms<K, T, P> terms(static_cast<const P*>(seg.g), cc.data());
     const index_t cut = seg.n - seg.n % kP;
     if (part.count == 0) {
       p_sums[q] = u_sums[q] = T(0);
@@ -228,12 +231,17 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
     };
     const auto fill_u = [&](int64_t first, int64_t count, T* PYOPTIM_RESTRICT out) {
       const std::array<T, K::kCoeffs> c = cc;
+      const DenseTerms<K, T, P> g = terms;
       const int64_t mid = split(first, count), end = first + count;
       PYOPTIM_SIMD_LOOP
-      for (int64_t i = first; i < mid; ++i)
+      for (int64_t i = first; i < mid; ++i) {
+        if constexpr (kFused) (void)K::template update<T, kPacketV>(T(0), g, i, m, v, nullptr, c.data());
         out[i - first] = K::template square<kPacketV>(K::step(i, m, v, c.data()));
-      for (int64_t i = mid; i < end; ++i)
+      }
+      for (int64_t i = mid; i < end; ++i) {
+        if constexpr (kFused) (void)K::template update<T, kTailV>(T(0), g, i, m, v, nullptr, c.data());
         out[i - first] = K::template square<kTailV>(K::step(i, m, v, c.data()));
+      }
     };
     p_sums[q] = R::range_sum_filled<T>(fill_p, part.first, part.count, buffer.data());
     u_sums[q] = R::range_sum_filled<T>(fill_u, part.first, part.count, buffer.data());
@@ -275,14 +283,14 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
   });
 }
 
-template <class K, class T, class P>
+template <class K, class T, class P, bool kFused>
 void tensor_norms(const Segment* s, std::size_t n, int threads, const ElementwiseCoeffs<T>& c,
                   int variant) {
   if constexpr (K::kTensorNorms) {
     if (variant / 2 == 1) {
-      tensor_norm_passes<K, T, P, 1>(s, n, threads, c);
+      tensor_norm_passes<K, T, P, 1, kFused>(s, n, threads, c);
     } else {
-      tensor_norm_passes<K, T, P, 0>(s, n, threads, c);
+      tensor_norm_passes<K, T, P, 0, kFused>(s, n, threads, c);
     }
   } else {
     (void)s, (void)n, (void)threads, (void)c, (void)variant;
@@ -292,10 +300,14 @@ void tensor_norms(const Segment* s, std::size_t n, int threads, const Elementwis
 template <class K, class T, class P, bool kDecay>
 void elementwise_run(const Segment* s, std::size_t n, int threads, const ElementwiseCoeffs<T>& c,
                      int variant) {
-  for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
-    elementwise_one_range<K, T, P, kDecay>(variant, seg, b, e, c);
-  });
-  tensor_norms<K, T, P>(s, n, threads, c, variant);
+  // A kTensorNorms kernel without weight decay updates its slots inside the norms' pass.
+  constexpr bool kFused = K::kTensorNorms && !kDecay;
+  if constexpr (!kFused) {
+    for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
+      elementwise_one_range<K, T, P, kDecay>(variant, seg, b, e, c);
+    });
+  }
+  tensor_norms<K, T, P, kFused>(s, n, threads, c, variant);
 }
 
 // variant: in [0, K::kVariants) (checked by the binding).

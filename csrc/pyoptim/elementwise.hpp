@@ -39,10 +39,11 @@
 // (split_tf_tail).
 //
 // A kernel whose step needs norms of whole tensors (Lamb's trust ratio) says kTensorNorms: its
-// update changes the slots only (the loop passes it 0 for p, and touches p only for weight
-// decay); the caller then sums square<kVariant>(p) and
-// square<kVariant>(step(i, ...)) over each tensor in TensorFlow's order, and applies
-// finish(p, step(i), scale(sum_p, sum_u, c)).
+// update changes the slots only (it is passed 0 for p; the loop touches p only for weight
+// decay); the caller then sums square<kVariant>(p) and square<kVariant>(step(i, ...)) over each
+// tensor in TensorFlow's order, and applies finish(p, step(i), scale(sum_p, sum_u, c)).  Without
+// weight decay and with a dense gradient the callers make the update inside the second sum's
+// pass, just before step(i) (kernels_isa.cpp's tensor_norm_passes, the op's TensorNormPasses).
 //
 // Why terms: for a tf.IndexedSlices gradient Keras applies each element-wise op of the
 // gradient to the slices' values and densifies where it meets a dense tensor, summing a row's

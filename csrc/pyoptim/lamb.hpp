@@ -11,8 +11,9 @@
 // POW2(x) is Keras' ops.power(x, 2): TensorFlow's Pow executing eagerly (Eigen's packet pow on
 // the tensor's whole packets, std::pow on its last n % P elements: tf_pow.hpp), x * x inside
 // tf.function (Grappler's ConvertPow).  The sums are tf.reduce_sum's, in TensorFlow's order: the
-// callers compute them (the TensorFlow op with pyoptim/keras/_op/tf_reduce.hpp) between the
-// update of m and v (update, which leaves p as it is) and the step (finish).
+// callers compute them (csrc/pyoptim/tf_reduce.hpp) after the update of m and v (update, which
+// leaves p as it is; without weight decay made element by element inside the pass that sums u)
+// and before the step (finish).
 //
 // Variants: form * 2 + tail (kTfTail), form 0 eager, 1 graph.  A sparse gradient: Keras
 // densifies g and g^2 and every row changes (kSummed).
