@@ -1206,7 +1206,9 @@ struct ElementwiseKernel {
                 const pyoptim::ElementwiseCoeffs<T>& c);
   bool (*hit_rows_only)(bool decay);
   // kTensorNorms kernels: the passes after the update (TensorNormPasses); others: null.
-  void (*norms)(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant, const T* c);
+  // fused[k]: variable k's dense gradient when its update is made in the norms' pass, else null.
+  void (*norms)(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant, const T* c,
+                const std::vector<const T*>& fused);
 };
 
 template <class K, class T>
@@ -1234,11 +1236,14 @@ void ElementwiseRange(int variant, bool decay, bool graph, T* p, T* const* s, co
 // reduce_sum of square(p) and of square(step(i)) (tf_reduce.hpp: the shards TensorFlow's
 // FullReducer would make for this device's thread count; every shard of every tensor in one
 // parallel loop on TensorFlow's pool (RunBlocks), combined in TensorFlow's order), then in one
-// parallel pass p = finish(p, step(i), scale(sums)).  The variant's form (variant / 2) picks square's
-// arithmetic; its last n % P elements take the tail variant.
+// parallel pass p = finish(p, step(i), scale(sums)).  The variant's form (variant / 2) picks
+// square's arithmetic; its last n % P elements take the tail variant.  A variable with
+// fused[k] (a dense gradient and no weight decay) had no update pass: its slots are updated in
+// the second sum's fill loop, element by element just before its step(i), as the core's
+// tensor_norm_passes does (one pass over g, m, v and p fewer).
 template <class K, class T>
 void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant,
-                      const T* c) {
+                      const T* c, const std::vector<const T*>& fused) {
   if constexpr (K::kTensorNorms) {
     namespace R = pyoptim::tf_reduce;
     constexpr index_t P = pyoptim::kTfPacket<T>;
@@ -1272,24 +1277,41 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
         for (int64_t q = lo; q < hi; ++q) {
           const Part& part = parts[q];
           const T* p = vars.data(part.k);
-          const T* m = vars.data(n + part.k);
-          const T* v = vars.data(2 * n + part.k);
+          T* m = vars.data(n + part.k);
+          T* v = vars.data(2 * n + part.k);
           const index_t size = vars.tensor(part.k).NumElements(), cut = size - size % P;
-          // Each leaf's values in vectorised loops, the tensor's last n % P with the tail's form.
+          // Each leaf's values in vectorised loops, the tensor's last n % P with the tail's form
+          // (value(i, variant)).
           auto fill = [&](const auto& value) {
             return [&, cut](int64_t first, int64_t count, T* out) {
               const int64_t body = std::max<int64_t>(first, std::min<int64_t>(first + count, cut));
+              constexpr std::integral_constant<int, kPacket> packet{};
+              constexpr std::integral_constant<int, kTail> tail{};
               PYOPTIM_SIMD_LOOP
-              for (int64_t i = first; i < body; ++i) out[i - first] = K::template square<kPacket>(value(i));
-              for (int64_t i = body; i < first + count; ++i) out[i - first] = K::template square<kTail>(value(i));
+              for (int64_t i = first; i < body; ++i) out[i - first] = K::template square<kPacket>(value(i, packet));
+              for (int64_t i = body; i < first + count; ++i) out[i - first] = K::template square<kTail>(value(i, tail));
             };
           };
           const T* cp = cc.data();
-          p_sums[q] = part.count == 0 ? T(0) : R::range_sum_filled<T>(
-              fill([p](int64_t i) { return p[i]; }), part.first, part.count, buffer.data());
-          u_sums[q] = part.count == 0 ? T(0) : R::range_sum_filled<T>(
-              fill([m, v, cp](int64_t i) { return K::step(i, m, v, cp); }), part.first, part.count,
-              buffer.data());
+          if (part.count == 0) {
+            p_sums[q] = u_sums[q] = T(0);
+            continue;
+          }
+          p_sums[q] = R::range_sum_filled<T>(fill([p](int64_t i, auto) { return p[i]; }),
+                                             part.first, part.count, buffer.data());
+          if (fused[part.k] != nullptr) {
+            const pyoptim::DenseTerms<K, T> terms(fused[part.k], cp);
+            u_sums[q] = R::range_sum_filled<T>(
+                fill([m, v, cp, terms](int64_t i, auto kv) {
+                  (void)K::template update<T, decltype(kv)::value>(T(0), terms, i, m, v, nullptr, cp);
+                  return K::step(i, m, v, cp);
+                }),
+                part.first, part.count, buffer.data());
+          } else {
+            u_sums[q] = R::range_sum_filled<T>(
+                fill([m, v, cp](int64_t i, auto) { return K::step(i, m, v, cp); }), part.first,
+                part.count, buffer.data());
+          }
         }
       };
       index_t elements = 0;
@@ -1331,7 +1353,7 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
       for (index_t i = b; i < e; ++i) p[i] = K::finish(p[i], K::step(i, m, v, cc.data()), sk);
     });
   } else {
-    (void)ctx, (void)vars, (void)n, (void)variant, (void)c;
+    (void)ctx, (void)vars, (void)n, (void)variant, (void)c, (void)fused;
   }
 }
 
@@ -1420,7 +1442,18 @@ class ApplyElementwiseOp : public OpKernel {
     std::vector<const T*> g;
     std::vector<std::unique_ptr<SparseGrad<T>>> sg;
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, after + 2, n_, 1 + slots, sparse_, &g, &sg));
-    const auto sizes = Sizes(vars, sg, [&](size_t k) { return kernel.hit_rows_only(decay_[k]); });
+    auto sizes = Sizes(vars, sg, [&](size_t k) { return kernel.hit_rows_only(decay_[k]); });
+    // A kTensorNorms kernel's variables with a dense gradient and no weight decay are updated
+    // in its norms' pass (fused), not here.
+    std::vector<const T*> fused(n_, nullptr);
+    if (kernel.norms != nullptr) {
+      for (int k = 0; k < n_; ++k) {
+        if (!decay_[k] && sg[k] == nullptr && g[k] != nullptr) {
+          fused[k] = g[k];
+          sizes[k] = 0;
+        }
+      }
+    }
     RunOverTensors(ctx, sizes, [&](size_t k, index_t b, index_t e) {
       const int v = static_cast<int>(k);
       T* s[3] = {nullptr, nullptr, nullptr};
@@ -1428,7 +1461,7 @@ class ApplyElementwiseOp : public OpKernel {
       kernel.range(variant_, decay_[k], graph_, vars.data(v), s, g[k], sg[k].get(), b, e,
                    vars.tensor(v).NumElements(), c);
     });
-    if (kernel.norms != nullptr) kernel.norms(ctx, vars, n_, variant_, coefficients.data());
+    if (kernel.norms != nullptr) kernel.norms(ctx, vars, n_, variant_, coefficients.data(), fused);
     Count(static_cast<CallSlot>(kFirstElementwise + index_), n_);
   }
 
