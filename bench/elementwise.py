@@ -12,7 +12,7 @@ harness cell times (``impl_elementwise``):
   ``pyoptim.keras.eager`` vs ``keras.eager`` (called eagerly);
 * ``torch.fused`` and ``torch.foreach``: torch.optim.Adagrad, for Adagrad only;
 * ``roofline``: a C loop moving the optimizer's bytes (``roofline.TRAFFIC_ELEMENTWISE``: Lion and
-  Adagrad 20 bytes/element, Adadelta, Adamax, Ftrl and Nadam 28, Lamb 48 in its op's three
+  Adagrad 20 bytes/element, Adadelta, Adamax, Ftrl and Nadam 28, Lamb 40 in its op's two
   passes).
 
 Per optimizer and case it reports keras / pyoptim.keras (tf.function, target >= 3.7x at 1e7),

@@ -15,10 +15,11 @@ writes the parameter and the states.  For float32 (4 bytes) with Keras' defaults
 * The element-wise optimizers (bench/elementwise.py, csrc/pyoptim/<name>.hpp), one pass each
   except Lamb: Lion and Adagrad read p, g, s and write p, s (20 bytes/element, ``roof_states1``);
   Adadelta, Adamax, Nadam and Ftrl read p, g and two slots and write p and both (28,
-  ``roof_states2``); Lamb's op makes three passes: update m and v (read g, m, v, write m, v; p
-  only with weight decay), the two norm sums (read p, m, v), the step (read p, m, v, write p)
-                                                  -> 20 + 12 + 16 = 48 bytes/element
-  (``roof_lamb``: the same three passes, each its own parallel region, with trivial arithmetic).
+  ``roof_states2``); Lamb's op makes two passes without weight decay: update m and v inside the
+  two norm sums (read p, g, m, v, write m, v), then the step (read p, m, v, write p)
+                                                  -> 24 + 16 = 40 bytes/element
+  (``roof_lamb``: the same two passes, each its own parallel region, with trivial arithmetic;
+  with weight decay the update is a pass of its own, which also writes p: 28 + 12 + 16).
 
 (Written lines were read first, so write-allocate adds no traffic.)  The C loops
 below move exactly those arrays with trivial arithmetic (no division, no square
@@ -64,7 +65,7 @@ TRAFFIC_8BIT = {
 
 
 #: The element-wise optimizers' traffic per element, float32, as the kernels move it: one entry
-#: per pass over the arrays (csrc/pyoptim/<name>.hpp; Lamb: kTensorNorms, three passes).  Keys
+#: per pass over the arrays (csrc/pyoptim/<name>.hpp; Lamb: kTensorNorms, two passes).  Keys
 #: are bench/problems.py's ELEMENTWISE_OPTIMIZERS.
 TRAFFIC_ELEMENTWISE: Dict[str, List[Dict[str, tuple]]] = {
     "adadelta": [{"read": ("param", "grad", "accumulated_grad", "accumulated_delta_var"),
@@ -72,9 +73,8 @@ TRAFFIC_ELEMENTWISE: Dict[str, List[Dict[str, tuple]]] = {
     "adagrad": [{"read": ("param", "grad", "accumulator"), "write": ("param", "accumulator")}],
     "adamax": [{"read": ("param", "grad", "m", "u"), "write": ("param", "m", "u")}],
     "ftrl": [{"read": ("param", "grad", "accumulator", "linear"), "write": ("param", "accumulator", "linear")}],
-    "lamb": [{"pass": "update m, v (p untouched without weight decay)",
-              "read": ("grad", "m", "v"), "write": ("m", "v")},
-             {"pass": "norm sums: sum(p^2), sum(u^2) with u from m, v", "read": ("param", "m", "v"), "write": ()},
+    "lamb": [{"pass": "update m, v and the norm sums: sum(p^2), sum(u^2) with u from m, v",
+              "read": ("param", "grad", "m", "v"), "write": ("m", "v")},
              {"pass": "step: p -= ratio * lr * u", "read": ("param", "m", "v"), "write": ("param",)}],
     "lion": [{"read": ("param", "grad", "momentum"), "write": ("param", "momentum")}],
     "nadam": [{"read": ("param", "grad", "m", "v"), "write": ("param", "m", "v")}],
@@ -88,7 +88,7 @@ ELEMENTWISE_LOOP: Dict[str, str] = {"adadelta": "states2", "adagrad": "states1",
 
 def bytes_per_element_elementwise(optimizer: str, itemsize: int = 4) -> int:
     """Bytes per element of one step of an element-wise optimizer, every pass:
-    Lion and Adagrad 20, Adadelta, Adamax, Ftrl and Nadam 28, Lamb 48 (float32)."""
+    Lion and Adagrad 20, Adadelta, Adamax, Ftrl and Nadam 28, Lamb 40 (float32)."""
     return sum(len(p["read"]) + len(p["write"]) for p in TRAFFIC_ELEMENTWISE[optimizer]) * itemsize
 
 
@@ -246,24 +246,18 @@ void roof_adam8bit(float** p, float** g, uint8_t** m, uint8_t** v, float** sm, f
   }
 }
 
-/* Lamb's three passes (as its op, each a parallel region over one share per thread):
-   1. read g, m, v; write m, v         (the update of m and v)
-   2. read p, m, v                     (the two sums per tensor: sums[2k], sums[2k + 1])
-   3. read p, m, v; write p            (p -= scale_k * u, scale_k from tensor k's sums) */
-static void lamb_moments(const float* restrict g, float* restrict m, float* restrict v, i64 b,
-                         i64 e) {
-#pragma omp simd
-  for (i64 i = b; i < e; ++i) {
-    m[i] = m[i] + (g[i] - m[i]) * 0.1f;
-    v[i] = v[i] + (g[i] * g[i] - v[i]) * 1e-3f;
-  }
-}
-
-static void lamb_sums(const float* restrict p, const float* restrict m, const float* restrict v,
-                      i64 b, i64 e, float* sums, int k) {
+/* Lamb's two passes without weight decay (as its op, each a parallel region over one share per
+   thread):
+   1. read p, g, m, v; write m, v      (the update of m and v, and the two sums per tensor:
+                                        sums[2k], sums[2k + 1])
+   2. read p, m, v; write p            (p -= scale_k * u, scale_k from tensor k's sums) */
+static void lamb_sums(const float* restrict p, const float* restrict g, float* restrict m,
+                      float* restrict v, i64 b, i64 e, float* sums, int k) {
   float sp = 0.0f, su = 0.0f;
 #pragma omp simd reduction(+ : sp, su)
   for (i64 i = b; i < e; ++i) {
+    m[i] = m[i] + (g[i] - m[i]) * 0.1f;
+    v[i] = v[i] + (g[i] * g[i] - v[i]) * 1e-3f;
     sp += p[i] * p[i];
     su += m[i] * 1e-3f + v[i];
   }
@@ -282,8 +276,7 @@ static void lamb_step(float* restrict p, const float* restrict m, const float* r
 void roof_lamb(float** p, float** g, float** m, float** v, const i64* n, int nseg, int nt,
                float* sums, float* scale) {
   for (int k = 0; k < nseg; ++k) sums[2 * k] = sums[2 * k + 1] = 0.0f;
-  { SHARE_LOOP(lamb_moments(g[k], m[k], v[k], b, e);) }
-  { SHARE_LOOP(lamb_sums(p[k], m[k], v[k], b, e, sums, k);) }
+  { SHARE_LOOP(lamb_sums(p[k], g[k], m[k], v[k], b, e, sums, k);) }
   for (int k = 0; k < nseg; ++k)
     scale[k] = sums[2 * k] > 0.0f && sums[2 * k + 1] > 0.0f ? 1e-6f : 1e-3f;
   { SHARE_LOOP(lamb_step(p[k], m[k], v[k], b, e, scale[k]);) }

@@ -676,7 +676,7 @@ def test_quick_elementwise(quick_run):
     expected = {"adadelta", "adagrad", "adamax", "ftrl", "lamb", "lion", "nadam"}
     assert set(ew["optimizers"]) == expected
     assert ew["bytes_per_element"] == {"adadelta": 28, "adagrad": 20, "adamax": 28, "ftrl": 28,
-                                       "lamb": 48, "lion": 20, "nadam": 28}
+                                       "lamb": 40, "lion": 20, "nadam": 28}
     assert all(v["match"] for v in ew["hyperparameters_vs_keras_defaults"].values())
     rows = ew["rows"]
     for name in expected:
