@@ -165,16 +165,16 @@ void finish_range(P* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT m, const T* P
   for (index_t i = b; i < e; ++i) p[i] = store<P>(K::finish(load<T>(p[i]), K::step(i, m, v, c.data()), scale));
 }
 
-// A kTensorNorms kernel (Lamb) after its update pass (which changed only the slots and p's
-// weight decay), or, without weight decay (kFused), with the update made in the second sum's
-// fill loop, element by element just before its step(i) (one pass over g, m, v and p fewer):
-// per segment TensorFlow's reduce_sum of square(p) and of square(step(i))
+// A kTensorNorms kernel (Lamb) in two passes: per segment TensorFlow's reduce_sum of square(p)
+// (p after Keras' weight decay, which the first sum's fill loop applies and stores when kDecay)
+// and of square(step(i)) (the second sum's fill loop updates the slots, element by element just
+// before its step(i); the gradients here are dense)
 // (tf_reduce.hpp: the shards TensorFlow's FullReducer makes for c.reduction_threads intra-op
 // threads; every shard of every segment computed in one OpenMP loop, in any order, then
 // combined in TensorFlow's order), then p = finish(p, step(i), scale(sums)) in one parallel
 // pass.  square's variant: the form of `variant` (variant / 2), with the tail variant on a
 // tensor's last n % P elements, as the TensorFlow op's TensorNormPasses.
-template <class K, class T, class P, int kForm, bool kFused>
+template <class K, class T, class P, int kForm, bool kDecay>
 void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
                         const ElementwiseCoeffs<T>& c) {
   namespace R = tf_reduce;
@@ -204,13 +204,14 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
   std::vector<T> p_sums(parts.size()), u_sums(parts.size());
   std::array<T, K::kCoeffs> cc;
   for (int j = 0; j < K::kCoeffs; ++j) cc[j] = c.c[j];
+  const T wd = c.weight_decay, dlr = c.decay_lr;
   // Each leaf's values are made first, in loops that vectorise (one for the tensor's whole
   // packets, one for its last n % P elements), then summed in TensorFlow's order.
   const auto part_sums = [&](std::size_t q) {
     TfDenormalScope ftz;
     const Part& part = parts[q];
     const Segment& seg = s[part.k];
-    const P* PYOPTIM_RESTRICT p = static_cast<const P*>(seg.p);
+    P* PYOPTIM_RESTRICT p = static_cast<P*>(seg.p);
     T* PYOPTIM_RESTRICT m = static_cast<T*>(seg.s[0]);
     T* PYOPTIM_RESTRICT v = static_cast<T*>(seg.s[1]);
     const DenseTerms<K, T, P> terms(static_cast<const P*>(seg.g), cc.data());
@@ -223,11 +224,20 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
     const auto split = [cut](int64_t first, int64_t count) {
       return std::max<int64_t>(first, std::min<int64_t>(first + count, cut));
     };
+    // p[i], after Keras' decay p = p - p * wd * lr (stored: the norm is the stored value's).
+    const auto param = [p, wd, dlr](int64_t i) {
+      if constexpr (kDecay) {
+        T pi = load<T>(p[i]);
+        pi = pi - pi * wd * dlr;
+        p[i] = store<P>(pi);
+      }
+      return load<T>(p[i]);
+    };
     const auto fill_p = [&](int64_t first, int64_t count, T* PYOPTIM_RESTRICT out) {
       const int64_t mid = split(first, count), end = first + count;
       PYOPTIM_SIMD_LOOP
-      for (int64_t i = first; i < mid; ++i) out[i - first] = K::template square<kPacketV>(load<T>(p[i]));
-      for (int64_t i = mid; i < end; ++i) out[i - first] = K::template square<kTailV>(load<T>(p[i]));
+      for (int64_t i = first; i < mid; ++i) out[i - first] = K::template square<kPacketV>(param(i));
+      for (int64_t i = mid; i < end; ++i) out[i - first] = K::template square<kTailV>(param(i));
     };
     const auto fill_u = [&](int64_t first, int64_t count, T* PYOPTIM_RESTRICT out) {
       const std::array<T, K::kCoeffs> c = cc;
@@ -235,11 +245,11 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
       const int64_t mid = split(first, count), end = first + count;
       PYOPTIM_SIMD_LOOP
       for (int64_t i = first; i < mid; ++i) {
-        if constexpr (kFused) (void)K::template update<T, kPacketV>(T(0), g, i, m, v, nullptr, c.data());
+        (void)K::template update<T, kPacketV>(T(0), g, i, m, v, nullptr, c.data());
         out[i - first] = K::template square<kPacketV>(K::step(i, m, v, c.data()));
       }
       for (int64_t i = mid; i < end; ++i) {
-        if constexpr (kFused) (void)K::template update<T, kTailV>(T(0), g, i, m, v, nullptr, c.data());
+        (void)K::template update<T, kTailV>(T(0), g, i, m, v, nullptr, c.data());
         out[i - first] = K::template square<kTailV>(K::step(i, m, v, c.data()));
       }
     };
@@ -283,14 +293,14 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
   });
 }
 
-template <class K, class T, class P, bool kFused>
+template <class K, class T, class P, bool kDecay>
 void tensor_norms(const Segment* s, std::size_t n, int threads, const ElementwiseCoeffs<T>& c,
                   int variant) {
   if constexpr (K::kTensorNorms) {
     if (variant / 2 == 1) {
-      tensor_norm_passes<K, T, P, 1, kFused>(s, n, threads, c);
+      tensor_norm_passes<K, T, P, 1, kDecay>(s, n, threads, c);
     } else {
-      tensor_norm_passes<K, T, P, 0, kFused>(s, n, threads, c);
+      tensor_norm_passes<K, T, P, 0, kDecay>(s, n, threads, c);
     }
   } else {
     (void)s, (void)n, (void)threads, (void)c, (void)variant;
@@ -300,14 +310,13 @@ void tensor_norms(const Segment* s, std::size_t n, int threads, const Elementwis
 template <class K, class T, class P, bool kDecay>
 void elementwise_run(const Segment* s, std::size_t n, int threads, const ElementwiseCoeffs<T>& c,
                      int variant) {
-  // A kTensorNorms kernel without weight decay updates its slots inside the norms' pass.
-  constexpr bool kFused = K::kTensorNorms && !kDecay;
-  if constexpr (!kFused) {
+  // A kTensorNorms kernel makes its decay and update inside the norms' pass.
+  if constexpr (!K::kTensorNorms) {
     for_each_range(s, n, threads, [&](const Segment& seg, index_t b, index_t e) {
       elementwise_one_range<K, T, P, kDecay>(variant, seg, b, e, c);
     });
   }
-  tensor_norms<K, T, P, kFused>(s, n, threads, c, variant);
+  tensor_norms<K, T, P, kDecay>(s, n, threads, c, variant);
 }
 
 // variant: in [0, K::kVariants) (checked by the binding).
