@@ -1206,9 +1206,11 @@ struct ElementwiseKernel {
                 const pyoptim::ElementwiseCoeffs<T>& c);
   bool (*hit_rows_only)(bool decay);
   // kTensorNorms kernels: the passes after the update (TensorNormPasses); others: null.
-  // fused[k]: variable k's dense gradient when its update is made in the norms' pass, else null.
-  void (*norms)(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant, const T* c,
-                const std::vector<const T*>& fused);
+  // fused[k]: variable k's dense gradient when its decay and update are made in the norms'
+  // pass (decay[k]: with Keras' weight decay, c.weight_decay and c.decay_lr), else null.
+  void (*norms)(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant,
+                const pyoptim::ElementwiseCoeffs<T>& c, const std::vector<const T*>& fused,
+                const std::vector<bool>& decay);
 };
 
 template <class K, class T>
@@ -1238,14 +1240,16 @@ void ElementwiseRange(int variant, bool decay, bool graph, T* p, T* const* s, co
 // parallel loop on TensorFlow's pool (RunBlocks), combined in TensorFlow's order), then in one
 // parallel pass p = finish(p, step(i), scale(sums)).  The variant's form (variant / 2) picks
 // square's arithmetic; its last n % P elements take the tail variant.  A variable with
-// fused[k] (a dense gradient and no weight decay) had no update pass: its slots are updated in
-// the second sum's fill loop, element by element just before its step(i), as the core's
-// tensor_norm_passes does (one pass over g, m, v and p fewer).
+// fused[k] (a dense gradient) had no update pass: the first sum's fill loop applies and stores
+// its weight decay (decay[k]), and the second's updates its slots, element by element just
+// before its step(i), as the core's tensor_norm_passes does (two passes instead of three).
 template <class K, class T>
 void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant,
-                      const T* c, const std::vector<const T*>& fused) {
+                      const pyoptim::ElementwiseCoeffs<T>& ec, const std::vector<const T*>& fused,
+                      const std::vector<bool>& decay) {
   if constexpr (K::kTensorNorms) {
     namespace R = pyoptim::tf_reduce;
+    const T* c = ec.c;
     constexpr index_t P = pyoptim::kTfPacket<T>;
     const int threads = ctx->eigen_device<Eigen::ThreadPoolDevice>().numThreads();
     struct Part {
@@ -1276,7 +1280,7 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
         std::vector<T> buffer(R::kLeafBuffer<T>);
         for (int64_t q = lo; q < hi; ++q) {
           const Part& part = parts[q];
-          const T* p = vars.data(part.k);
+          T* p = vars.data(part.k);
           T* m = vars.data(n + part.k);
           T* v = vars.data(2 * n + part.k);
           const index_t size = vars.tensor(part.k).NumElements(), cut = size - size % P;
@@ -1297,8 +1301,19 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
             p_sums[q] = u_sums[q] = T(0);
             continue;
           }
-          p_sums[q] = R::range_sum_filled<T>(fill([p](int64_t i, auto) { return p[i]; }),
-                                             part.first, part.count, buffer.data());
+          if (fused[part.k] != nullptr && decay[part.k]) {  // Keras' p = p - p * wd * lr
+            const T wd = ec.weight_decay, dlr = ec.decay_lr;
+            p_sums[q] = R::range_sum_filled<T>(fill([p, wd, dlr](int64_t i, auto) {
+                                                 T pi = p[i];
+                                                 pi = pi - pi * wd * dlr;
+                                                 p[i] = pi;
+                                                 return pi;
+                                               }),
+                                               part.first, part.count, buffer.data());
+          } else {
+            p_sums[q] = R::range_sum_filled<T>(fill([p](int64_t i, auto) { return p[i]; }),
+                                               part.first, part.count, buffer.data());
+          }
           if (fused[part.k] != nullptr) {
             const pyoptim::DenseTerms<K, T> terms(fused[part.k], cp);
             u_sums[q] = R::range_sum_filled<T>(
@@ -1353,7 +1368,7 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
       for (index_t i = b; i < e; ++i) p[i] = K::finish(p[i], K::step(i, m, v, cc.data()), sk);
     });
   } else {
-    (void)ctx, (void)vars, (void)n, (void)variant, (void)c, (void)fused;
+    (void)ctx, (void)vars, (void)n, (void)variant, (void)ec, (void)fused, (void)decay;
   }
 }
 
@@ -1443,12 +1458,12 @@ class ApplyElementwiseOp : public OpKernel {
     std::vector<std::unique_ptr<SparseGrad<T>>> sg;
     OP_REQUIRES_OK(ctx, ReadGrads<T>(ctx, vars, after + 2, n_, 1 + slots, sparse_, &g, &sg));
     auto sizes = Sizes(vars, sg, [&](size_t k) { return kernel.hit_rows_only(decay_[k]); });
-    // A kTensorNorms kernel's variables with a dense gradient and no weight decay are updated
-    // in its norms' pass (fused), not here.
+    // A kTensorNorms kernel's variables with a dense gradient are decayed and updated in its
+    // norms' pass (fused), not here.
     std::vector<const T*> fused(n_, nullptr);
     if (kernel.norms != nullptr) {
       for (int k = 0; k < n_; ++k) {
-        if (!decay_[k] && sg[k] == nullptr && g[k] != nullptr) {
+        if (sg[k] == nullptr && g[k] != nullptr) {
           fused[k] = g[k];
           sizes[k] = 0;
         }
@@ -1461,7 +1476,7 @@ class ApplyElementwiseOp : public OpKernel {
       kernel.range(variant_, decay_[k], graph_, vars.data(v), s, g[k], sg[k].get(), b, e,
                    vars.tensor(v).NumElements(), c);
     });
-    if (kernel.norms != nullptr) kernel.norms(ctx, vars, n_, variant_, coefficients.data(), fused);
+    if (kernel.norms != nullptr) kernel.norms(ctx, vars, n_, variant_, c, fused, decay_);
     Count(static_cast<CallSlot>(kFirstElementwise + index_), n_);
   }
 
