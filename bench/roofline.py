@@ -15,11 +15,11 @@ writes the parameter and the states.  For float32 (4 bytes) with Keras' defaults
 * The element-wise optimizers (bench/elementwise.py, csrc/pyoptim/<name>.hpp), one pass each
   except Lamb: Lion and Adagrad read p, g, s and write p, s (20 bytes/element, ``roof_states1``);
   Adadelta, Adamax, Nadam and Ftrl read p, g and two slots and write p and both (28,
-  ``roof_states2``); Lamb's op makes two passes without weight decay: update m and v inside the
-  two norm sums (read p, g, m, v, write m, v), then the step (read p, m, v, write p)
+  ``roof_states2``); Lamb's op makes two passes: update m and v inside the two norm sums (read
+  p, g, m, v, write m, v), then the step (read p, m, v, write p)
                                                   -> 24 + 16 = 40 bytes/element
   (``roof_lamb``: the same two passes, each its own parallel region, with trivial arithmetic;
-  with weight decay the update is a pass of its own, which also writes p: 28 + 12 + 16).
+  with weight decay the first pass also writes p: 28 + 16).
 
 (Written lines were read first, so write-allocate adds no traffic.)  The C loops
 below move exactly those arrays with trivial arithmetic (no division, no square
@@ -246,7 +246,7 @@ void roof_adam8bit(float** p, float** g, uint8_t** m, uint8_t** v, float** sm, f
   }
 }
 
-/* Lamb's two passes without weight decay (as its op, each a parallel region over one share per
+/* Lamb's two passes (as its op without weight decay, each a parallel region over one share per
    thread):
    1. read p, g, m, v; write m, v      (the update of m and v, and the two sums per tensor:
                                         sums[2k], sums[2k + 1])

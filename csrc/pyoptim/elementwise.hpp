@@ -41,9 +41,10 @@
 // A kernel whose step needs norms of whole tensors (Lamb's trust ratio) says kTensorNorms: its
 // update changes the slots only (it is passed 0 for p; the loop touches p only for weight
 // decay); the caller then sums square<kVariant>(p) and square<kVariant>(step(i, ...)) over each
-// tensor in TensorFlow's order, and applies finish(p, step(i), scale(sum_p, sum_u, c)).  Without
-// weight decay and with a dense gradient the callers make the update inside the second sum's
-// pass, just before step(i) (kernels_isa.cpp's tensor_norm_passes, the op's TensorNormPasses).
+// tensor in TensorFlow's order, and applies finish(p, step(i), scale(sum_p, sum_u, c)).  With a
+// dense gradient the callers make the decay inside the first sum's pass and the update inside
+// the second's, just before step(i) (kernels_isa.cpp's tensor_norm_passes, the op's
+// TensorNormPasses).
 //
 // Why terms: for a tf.IndexedSlices gradient Keras applies each element-wise op of the
 // gradient to the slices' values and densifies where it meets a dense tensor, summing a row's

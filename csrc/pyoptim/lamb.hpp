@@ -12,7 +12,7 @@
 // the tensor's whole packets, std::pow on its last n % P elements: tf_pow.hpp), x * x inside
 // tf.function (Grappler's ConvertPow).  The sums are tf.reduce_sum's, in TensorFlow's order: the
 // callers compute them (csrc/pyoptim/tf_reduce.hpp) after the update of m and v (update, which
-// leaves p as it is; without weight decay made element by element inside the pass that sums u)
+// leaves p as it is; with a dense gradient made element by element inside the pass that sums u)
 // and before the step (finish).
 //
 // Variants: form * 2 + tail (kTfTail), form 0 eager, 1 graph.  A sparse gradient: Keras
