@@ -1240,9 +1240,11 @@ void ElementwiseRange(int variant, bool decay, bool graph, T* p, T* const* s, co
 // parallel loop on TensorFlow's pool (RunBlocks), combined in TensorFlow's order), then in one
 // parallel pass p = finish(p, step(i), scale(sums)).  The variant's form (variant / 2) picks
 // square's arithmetic; its last n % P elements take the tail variant.  A variable with
-// fused[k] (a dense gradient) had no update pass: the first sum's fill loop applies and stores
-// its weight decay (decay[k]), and the second's updates its slots, element by element just
-// before its step(i), as the core's tensor_norm_passes does (two passes instead of three).
+// fused[k] (a dense gradient) had no update pass: the first sum applies and stores its weight
+// decay (decay[k]), and the second updates its slots, element by element just before its
+// step(i), as the core's tensor_norm_passes does (two passes instead of three).  In the graph
+// form each value is made where the leaf adds it (tf_reduce.hpp's tree); the eager form's
+// (TensorFlow's Pow) a leaf at a time in loops of their own (tree_filled).
 template <class K, class T>
 void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant,
                       const pyoptim::ElementwiseCoeffs<T>& ec, const std::vector<const T*>& fused,
@@ -1277,15 +1279,15 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
     auto sums = [&](auto form) {
       constexpr int kPacket = decltype(form)::value * 2, kTail = kPacket + 1;
       auto work = [&](int64_t lo, int64_t hi) {
-        std::vector<T> buffer(R::kLeafBuffer<T>);
+        std::vector<T> buffer(kPacket == 2 ? 0 : R::kLeafBuffer<T>);  // the eager form's
         for (int64_t q = lo; q < hi; ++q) {
           const Part& part = parts[q];
           T* p = vars.data(part.k);
           T* m = vars.data(n + part.k);
           T* v = vars.data(2 * n + part.k);
           const index_t size = vars.tensor(part.k).NumElements(), cut = size - size % P;
-          // Each leaf's values in vectorised loops, the tensor's last n % P with the tail's form
-          // (value(i, variant)).
+          // The eager form: each leaf's values in vectorised loops, the tensor's last n % P with
+          // the tail's form (value(i, variant)).
           auto fill = [&](const auto& value) {
             return [&, cut](int64_t first, int64_t count, T* out) {
               const int64_t body = std::max<int64_t>(first, std::min<int64_t>(first + count, cut));
@@ -1296,36 +1298,45 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
               for (int64_t i = body; i < first + count; ++i) out[i - first] = K::template square<kTail>(value(i, tail));
             };
           };
-          const T* cp = cc.data();
+          // The graph form's square is x * x for every element (no tail path): its values are
+          // made where the leaves add them, in one pass; the eager form's Pow is made a leaf at
+          // a time in loops of its own (tf_reduce.hpp's tree_filled).
+          auto sum = [&](const auto& value) {
+            if constexpr (kPacket == 2) {
+              constexpr std::integral_constant<int, kPacket> packet{};
+              return R::range_sum<T>(
+                  [value, packet](int64_t i) {
+                    return K::template square<decltype(packet)::value>(value(i, packet));
+                  },
+                  part.first, part.count);
+            } else {
+              return R::range_sum_filled<T>(fill(value), part.first, part.count, buffer.data());
+            }
+          };
           if (part.count == 0) {
             p_sums[q] = u_sums[q] = T(0);
             continue;
           }
           if (fused[part.k] != nullptr && decay[part.k]) {  // Keras' p = p - p * wd * lr
             const T wd = ec.weight_decay, dlr = ec.decay_lr;
-            p_sums[q] = R::range_sum_filled<T>(fill([p, wd, dlr](int64_t i, auto) {
-                                                 T pi = p[i];
-                                                 pi = pi - pi * wd * dlr;
-                                                 p[i] = pi;
-                                                 return pi;
-                                               }),
-                                               part.first, part.count, buffer.data());
+            p_sums[q] = sum([p, wd, dlr](int64_t i, auto) {
+              T pi = p[i];
+              pi = pi - pi * wd * dlr;
+              p[i] = pi;
+              return pi;
+            });
           } else {
-            p_sums[q] = R::range_sum_filled<T>(fill([p](int64_t i, auto) { return p[i]; }),
-                                               part.first, part.count, buffer.data());
+            p_sums[q] = sum([p](int64_t i, auto) { return p[i]; });
           }
           if (fused[part.k] != nullptr) {
-            const pyoptim::DenseTerms<K, T> terms(fused[part.k], cp);
-            u_sums[q] = R::range_sum_filled<T>(
-                fill([m, v, cp, terms](int64_t i, auto kv) {
-                  (void)K::template update<T, decltype(kv)::value>(T(0), terms, i, m, v, nullptr, cp);
-                  return K::step(i, m, v, cp);
-                }),
-                part.first, part.count, buffer.data());
+            const pyoptim::DenseTerms<K, T> terms(fused[part.k], cc.data());
+            u_sums[q] = sum([m, v, cc, terms](int64_t i, auto kv) {
+              (void)K::template update<T, decltype(kv)::value>(T(0), terms, i, m, v, nullptr,
+                                                               cc.data());
+              return K::step(i, m, v, cc.data());
+            });
           } else {
-            u_sums[q] = R::range_sum_filled<T>(
-                fill([m, v, cp](int64_t i, auto) { return K::step(i, m, v, cp); }), part.first,
-                part.count, buffer.data());
+            u_sums[q] = sum([m, v, cc](int64_t i, auto) { return K::step(i, m, v, cc.data()); });
           }
         }
       };
