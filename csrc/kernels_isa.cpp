@@ -166,9 +166,9 @@ void finish_range(P* PYOPTIM_RESTRICT p, const T* PYOPTIM_RESTRICT m, const T* P
 }
 
 // A kTensorNorms kernel (Lamb) in two passes: per segment TensorFlow's reduce_sum of square(p)
-// (p after Keras' weight decay, which the first sum's fill loop applies and stores when kDecay)
-// and of square(step(i)) (the second sum's fill loop updates the slots, element by element just
-// before its step(i); the gradients here are dense)
+// (p after Keras' weight decay, which the first sum applies and stores when kDecay) and of
+// square(step(i)) (the second sum updates the slots, element by element just before its
+// step(i); the gradients here are dense)
 // (tf_reduce.hpp: the shards TensorFlow's FullReducer makes for c.reduction_threads intra-op
 // threads; every shard of every segment computed in one OpenMP loop, in any order, then
 // combined in TensorFlow's order), then p = finish(p, step(i), scale(sums)) in one parallel
@@ -179,7 +179,6 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
                         const ElementwiseCoeffs<T>& c) {
   namespace R = tf_reduce;
   constexpr index_t kP = kTfPacket<T>;
-  constexpr int kPacketV = kForm * 2, kTailV = kPacketV + 1;
   struct Part {
     std::size_t k;
     index_t first, count;
@@ -205,8 +204,7 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
   std::array<T, K::kCoeffs> cc;
   for (int j = 0; j < K::kCoeffs; ++j) cc[j] = c.c[j];
   const T wd = c.weight_decay, dlr = c.decay_lr;
-  // Each leaf's values are made first, in loops that vectorise (one for the tensor's whole
-  // packets, one for its last n % P elements), then summed in TensorFlow's order.
+  // Each part's two sums through tensor_norm_sum (elementwise.hpp), in TensorFlow's order.
   const auto part_sums = [&](std::size_t q) {
     TfDenormalScope ftz;
     const Part& part = parts[q];
@@ -220,12 +218,9 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
       p_sums[q] = u_sums[q] = T(0);
       return;
     }
-    std::vector<T> buffer(static_cast<std::size_t>(R::kLeafBuffer<T>));
-    const auto split = [cut](int64_t first, int64_t count) {
-      return std::max<int64_t>(first, std::min<int64_t>(first + count, cut));
-    };
+    std::vector<T> buffer(kForm == 1 ? 0 : static_cast<std::size_t>(R::kLeafBuffer<T>));
     // p[i], after Keras' decay p = p - p * wd * lr (stored: the norm is the stored value's).
-    const auto param = [p, wd, dlr](int64_t i) {
+    const auto param = [p, wd, dlr](int64_t i, auto) {
       if constexpr (kDecay) {
         T pi = load<T>(p[i]);
         pi = pi - pi * wd * dlr;
@@ -233,28 +228,12 @@ void tensor_norm_passes(const Segment* s, std::size_t nseg, int threads,
       }
       return load<T>(p[i]);
     };
-    const auto fill_p = [&](int64_t first, int64_t count, T* PYOPTIM_RESTRICT out) {
-      const int64_t mid = split(first, count), end = first + count;
-      PYOPTIM_SIMD_LOOP
-      for (int64_t i = first; i < mid; ++i) out[i - first] = K::template square<kPacketV>(param(i));
-      for (int64_t i = mid; i < end; ++i) out[i - first] = K::template square<kTailV>(param(i));
+    const auto step = [m, v, cc, terms](int64_t i, auto kv) {
+      (void)K::template update<T, decltype(kv)::value>(T(0), terms, i, m, v, nullptr, cc.data());
+      return K::step(i, m, v, cc.data());
     };
-    const auto fill_u = [&](int64_t first, int64_t count, T* PYOPTIM_RESTRICT out) {
-      const std::array<T, K::kCoeffs> c = cc;
-      const DenseTerms<K, T, P> g = terms;
-      const int64_t mid = split(first, count), end = first + count;
-      PYOPTIM_SIMD_LOOP
-      for (int64_t i = first; i < mid; ++i) {
-        (void)K::template update<T, kPacketV>(T(0), g, i, m, v, nullptr, c.data());
-        out[i - first] = K::template square<kPacketV>(K::step(i, m, v, c.data()));
-      }
-      for (int64_t i = mid; i < end; ++i) {
-        (void)K::template update<T, kTailV>(T(0), g, i, m, v, nullptr, c.data());
-        out[i - first] = K::template square<kTailV>(K::step(i, m, v, c.data()));
-      }
-    };
-    p_sums[q] = R::range_sum_filled<T>(fill_p, part.first, part.count, buffer.data());
-    u_sums[q] = R::range_sum_filled<T>(fill_u, part.first, part.count, buffer.data());
+    p_sums[q] = tensor_norm_sum<K, T, kForm>(param, part.first, part.count, cut, buffer.data());
+    u_sums[q] = tensor_norm_sum<K, T, kForm>(step, part.first, part.count, cut, buffer.data());
   };
   const long long nparts = static_cast<long long>(parts.size());
   const int nt = static_cast<int>(

@@ -44,7 +44,8 @@
 // tensor in TensorFlow's order, and applies finish(p, step(i), scale(sum_p, sum_u, c)).  With a
 // dense gradient the callers make the decay inside the first sum's pass and the update inside
 // the second's, just before step(i) (kernels_isa.cpp's tensor_norm_passes, the op's
-// TensorNormPasses).
+// TensorNormPasses; both sum through tensor_norm_sum below).  square's form 1 (graph) must be
+// the same for the packet and tail variants: tensor_norm_sum uses the packet one throughout.
 //
 // Why terms: for a tf.IndexedSlices gradient Keras applies each element-wise op of the
 // gradient to the slices' values and densifies where it meets a dense tensor, summing a row's
@@ -56,6 +57,7 @@
 // Weight decay (Keras' decoupled p = p - p * wd * lr, before the update) is the generic loop's.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -63,6 +65,7 @@
 
 #include "common.hpp"
 #include "half.hpp"
+#include "tf_reduce.hpp"
 
 namespace pyoptim {
 
@@ -129,6 +132,40 @@ inline void split_tf_tail(int variant, index_t b, index_t e, index_t n, const F&
     if (b < e && cut < e) f(variant | 1, b > cut ? b : cut, e);
   } else {
     f(variant, b, e);
+  }
+}
+
+// A kTensorNorms kernel's norm sum over one part [first, first + count) of a tensor whose
+// elements from `cut` on take the tail variant: tf.reduce_sum of square<variant>(value(i, kv)),
+// kv the variant as a std::integral_constant, in TensorFlow's order (tf_reduce.hpp).  value may
+// store element i's own memory (the weight decay of p, the update of the slots).  Form 1
+// (Grappler's graph arithmetic) squares every element alike, so each value is added where it is
+// made: one pass (tf_reduce's tree).  Form 0's TensorFlow Pow vectorises only in a loop of its
+// own, split at `cut`, so a leaf's values are made into `buffer` (tf_reduce::kLeafBuffer<T>
+// elements; unused in form 1) before they are added (tree_filled).  The core's
+// tensor_norm_passes and the op's TensorNormPasses both sum through this.
+template <class K, class T, int kForm, class V>
+inline T tensor_norm_sum(const V& value, int64_t first, int64_t count, int64_t cut, T* buffer) {
+  constexpr std::integral_constant<int, kForm * 2> packet{};
+  constexpr std::integral_constant<int, kForm * 2 + 1> tail{};
+  if constexpr (kForm == 1) {
+    (void)cut, (void)buffer, (void)tail;
+    return tf_reduce::range_sum<T>(
+        [value, packet](int64_t i) {
+          return K::template square<decltype(packet)::value>(value(i, packet));
+        },
+        first, count);
+  } else {
+    const auto fill = [&value, cut, packet, tail](int64_t f, int64_t m, T* PYOPTIM_RESTRICT out) {
+      const V here = value;  // a local copy: its captures stay in registers across the stores
+      const int64_t mid = std::max<int64_t>(f, std::min<int64_t>(f + m, cut));
+      PYOPTIM_SIMD_LOOP
+      for (int64_t i = f; i < mid; ++i)
+        out[i - f] = K::template square<decltype(packet)::value>(here(i, packet));
+      for (int64_t i = mid; i < f + m; ++i)
+        out[i - f] = K::template square<decltype(tail)::value>(here(i, tail));
+    };
+    return tf_reduce::range_sum_filled<T>(fill, first, count, buffer);
   }
 }
 

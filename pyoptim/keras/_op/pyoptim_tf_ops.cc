@@ -1242,9 +1242,8 @@ void ElementwiseRange(int variant, bool decay, bool graph, T* p, T* const* s, co
 // square's arithmetic; its last n % P elements take the tail variant.  A variable with
 // fused[k] (a dense gradient) had no update pass: the first sum applies and stores its weight
 // decay (decay[k]), and the second updates its slots, element by element just before its
-// step(i), as the core's tensor_norm_passes does (two passes instead of three).  In the graph
-// form each value is made where the leaf adds it (tf_reduce.hpp's tree); the eager form's
-// (TensorFlow's Pow) a leaf at a time in loops of their own (tree_filled).
+// step(i), as the core's tensor_norm_passes does (two passes instead of three); both sum
+// through pyoptim::tensor_norm_sum (elementwise.hpp).
 template <class K, class T>
 void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int variant,
                       const pyoptim::ElementwiseCoeffs<T>& ec, const std::vector<const T*>& fused,
@@ -1277,41 +1276,18 @@ void TensorNormPasses(OpKernelContext* ctx, LockedVariables<T>& vars, int n, int
     std::array<T, K::kCoeffs> cc;
     for (int j = 0; j < K::kCoeffs; ++j) cc[j] = c[j];
     auto sums = [&](auto form) {
-      constexpr int kPacket = decltype(form)::value * 2, kTail = kPacket + 1;
+      constexpr int kForm = decltype(form)::value;
       auto work = [&](int64_t lo, int64_t hi) {
-        std::vector<T> buffer(kPacket == 2 ? 0 : R::kLeafBuffer<T>);  // the eager form's
+        std::vector<T> buffer(kForm == 1 ? 0 : R::kLeafBuffer<T>);  // the eager form's
         for (int64_t q = lo; q < hi; ++q) {
           const Part& part = parts[q];
           T* p = vars.data(part.k);
           T* m = vars.data(n + part.k);
           T* v = vars.data(2 * n + part.k);
           const index_t size = vars.tensor(part.k).NumElements(), cut = size - size % P;
-          // The eager form: each leaf's values in vectorised loops, the tensor's last n % P with
-          // the tail's form (value(i, variant)).
-          auto fill = [&](const auto& value) {
-            return [&, cut](int64_t first, int64_t count, T* out) {
-              const int64_t body = std::max<int64_t>(first, std::min<int64_t>(first + count, cut));
-              constexpr std::integral_constant<int, kPacket> packet{};
-              constexpr std::integral_constant<int, kTail> tail{};
-              PYOPTIM_SIMD_LOOP
-              for (int64_t i = first; i < body; ++i) out[i - first] = K::template square<kPacket>(value(i, packet));
-              for (int64_t i = body; i < first + count; ++i) out[i - first] = K::template square<kTail>(value(i, tail));
-            };
-          };
-          // The graph form's square is x * x for every element (no tail path): its values are
-          // made where the leaves add them, in one pass; the eager form's Pow is made a leaf at
-          // a time in loops of its own (tf_reduce.hpp's tree_filled).
           auto sum = [&](const auto& value) {
-            if constexpr (kPacket == 2) {
-              constexpr std::integral_constant<int, kPacket> packet{};
-              return R::range_sum<T>(
-                  [value, packet](int64_t i) {
-                    return K::template square<decltype(packet)::value>(value(i, packet));
-                  },
-                  part.first, part.count);
-            } else {
-              return R::range_sum_filled<T>(fill(value), part.first, part.count, buffer.data());
-            }
+            return pyoptim::tensor_norm_sum<K, T, kForm>(value, part.first, part.count, cut,
+                                                         buffer.data());
           };
           if (part.count == 0) {
             p_sums[q] = u_sums[q] = T(0);
